@@ -1,0 +1,66 @@
+"""The CPU backend: kernels compiled with numba, parallel over cores.
+
+The kernels themselves live in :mod:`medimg_fast.backends._numba_kernels`, which imports
+numba; this module imports it lazily so that ``import medimg_fast`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .._shared.boundary import MODE_CODES
+from ._base import Backend
+from ._numpy import NumpyBackend
+
+_GRADIENT_KINDS = {"sobel": 0, "prewitt": 1}
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    from . import _numba_kernels  # noqa: PLC0415  (compiles on first use)
+
+    return _numba_kernels
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+
+    def probe(self):
+        try:
+            import numba  # noqa: F401, PLC0415
+        except ImportError as exc:
+            return f"numba is not installed ({exc})"
+        try:
+            _kernels()
+        except Exception as exc:  # pragma: no cover - depends on the numba/LLVM install
+            return f"numba kernels failed to load ({type(exc).__name__}: {exc})"
+        return None
+
+    @property
+    def xp(self):
+        import numpy  # noqa: PLC0415
+
+        return numpy
+
+    def correlate1d(self, image, weights, axis, mode, cval):
+        return _kernels().correlate1d(image, weights, axis, MODE_CODES[mode], cval)
+
+    def correlate(self, image, weights, mode, cval):
+        if image.ndim > 3:  # the compiled kernels cover 1-D to 3-D; scipy does the rest
+            return NumpyBackend().correlate(image, weights, mode, cval)
+        return _kernels().correlate(image, weights, MODE_CODES[mode], cval)
+
+    def rank_filter(self, image, footprint, rank, mode, cval):
+        if image.ndim > 3:
+            return NumpyBackend().rank_filter(image, footprint, rank, mode, cval)
+        return _kernels().rank_filter(image, footprint, rank, MODE_CODES[mode], cval)
+
+    def extremum_filter1d(self, image, size, axis, mode, cval, maximum):
+        return _kernels().extremum_filter1d(image, size, axis, MODE_CODES[mode], cval,
+                                            maximum)
+
+    def gradient_magnitude(self, image, kind, axes, mode, cval):
+        if image.ndim > 3:
+            return NumpyBackend().gradient_magnitude(image, kind, axes, mode, cval)
+        return _kernels().gradient_magnitude(image, _GRADIENT_KINDS[kind], tuple(axes),
+                                             MODE_CODES[mode], cval)

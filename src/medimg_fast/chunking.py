@@ -1,0 +1,199 @@
+"""Halo depth, boundary handling and the glue that runs a filter chunk by chunk.
+
+A filter whose output voxel depends on input voxels at most ``d_a`` away along axis
+``a`` is run on a Dask array as follows:
+
+1. chunks thinner than the halo are merged with a neighbour, so each chunk holds at
+   least ``d_a`` voxels;
+2. for ``reflect``, ``mirror`` and ``wrap``, every axis is extended by ``d_a`` voxels on
+   both sides with the boundary rule (:mod:`medimg_fast._shared.boundary`), built from
+   slices of the array itself, so ``wrap`` takes the far face and ``mirror``/``reflect``
+   may fold more than once; the extension is merged into the outer chunks.  For
+   ``constant`` and ``nearest`` the kernel extends the outer faces itself, as unchunked;
+3. :func:`dask.array.map_overlap` with ``boundary="none"`` hands each task its chunk
+   plus ``d_a`` real voxels from each neighbour; the kernel runs on that block and the
+   halo is trimmed;
+4. the extension is sliced off and the original chunking restored.
+
+Every output voxel is then computed from exactly the values, and by exactly the
+arithmetic, of the unchunked computation: the result is bit-identical to it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ._shared.boundary import extension_indices
+
+#: NumPy inputs larger than this many bytes are filtered in chunks (env override, bytes).
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+MEMORY_BUDGET_ENV = "MEDIMG_FAST_MEMORY_BUDGET"
+
+
+def memory_budget() -> int:
+    """Bytes a single NumPy filter call may hold at once before it switches to chunks."""
+    value = os.environ.get(MEMORY_BUDGET_ENV)
+    if value:
+        try:
+            budget = int(float(value))
+        except ValueError:
+            raise ValueError(
+                f"environment variable {MEMORY_BUDGET_ENV} must be a number of bytes, "
+                f"got {value!r}"
+            ) from None
+        if budget <= 0:
+            raise ValueError(f"{MEMORY_BUDGET_ENV} must be positive, got {value!r}")
+        return budget
+    return DEFAULT_MEMORY_BUDGET
+
+
+def gaussian_radius(sigma: float, truncate: float) -> int:
+    """Half-width of a Gaussian kernel, as scipy.ndimage computes it."""
+    return int(truncate * float(sigma) + 0.5)
+
+
+#: Modes whose extension needs voxels the outer chunks do not hold (the far face, or
+#: folds deeper than a chunk): the array is extended with real data first.  For
+#: ``constant`` and ``nearest`` the kernel's own extension at an outer chunk face is
+#: already the array's: no extension is built.  (For ``constant`` it must not be:
+#: scipy extends the intermediate of every separable pass with ``cval``, which differs
+#: from filtering a ``cval`` margin whenever the weights do not sum to one.)
+_PADDED_MODES = ("reflect", "mirror", "wrap")
+
+
+def _pad_axis(x, axis: int, depth: int, mode: str):
+    """Extend a Dask array by ``depth`` voxels on both sides of ``axis`` (reflect, mirror, wrap)."""
+    import dask.array as da  # noqa: PLC0415
+
+    n = x.shape[axis]
+    idx = extension_indices(n, depth, depth, mode)
+    before = da.take(x, idx[:depth], axis=axis)
+    after = da.take(x, idx[n + depth:], axis=axis)
+    return da.concatenate([before, x, after], axis=axis)
+
+
+def _merge_thin_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+    """Merge neighbouring chunks until each holds at least ``minimum`` voxels."""
+    if minimum <= 0 or all(c >= minimum for c in chunks):
+        return chunks
+    merged: list[int] = []
+    for c in chunks:
+        if merged and merged[-1] < minimum:
+            merged[-1] += c
+        else:
+            merged.append(c)
+    if len(merged) > 1 and merged[-1] < minimum:
+        last = merged.pop()
+        merged[-1] += last
+    return tuple(merged)
+
+
+def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, cval: float,
+                  dtype, meta=None):
+    """Apply ``block_function`` to a Dask array chunk by chunk with halos of ``depth``.
+
+    Parameters
+    ----------
+    image : dask.array.Array
+        Input, already in the working dtype (so a ``constant`` extension holds ``cval``
+        exactly).
+    block_function : callable
+        ``f(block) -> block`` of the same shape; each output voxel may depend on input
+        voxels up to ``depth[a]`` away along axis ``a``.
+    depth : tuple of int
+        Halo depth per axis.
+    mode, cval
+        The boundary rule applied at the faces of the whole array.
+    dtype : numpy dtype
+        Output dtype.
+    meta : array, optional
+        Output meta (an empty NumPy or CuPy array).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy result, chunked like ``image``, equal to ``block_function(image)`` computed
+        on the whole array.
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    depth = tuple(int(d) for d in depth)
+    if len(depth) != image.ndim:
+        raise ValueError(f"`depth` needs one entry per axis ({image.ndim}), got {depth!r}")
+    original_chunks = image.chunks
+    if meta is None:
+        meta = image._meta.astype(dtype)
+
+    if not any(depth):
+        return image.map_blocks(block_function, dtype=dtype, meta=meta)
+
+    # Thin chunks first, so every neighbour can supply a full halo.
+    work = image.rechunk(tuple(_merge_thin_chunks(c, d) for c, d in zip(image.chunks, depth)))
+    padded = mode in _PADDED_MODES
+    if padded:
+        inner_chunks = work.chunks
+        for axis, d in enumerate(depth):
+            if d:
+                work = _pad_axis(work, axis, d, mode)
+        padded_chunks = []
+        for c, d in zip(inner_chunks, depth):
+            c = list(c)
+            c[0] += d
+            c[-1] += d
+            padded_chunks.append(tuple(c))
+        work = work.rechunk(tuple(padded_chunks))
+
+    result = work.map_overlap(
+        block_function,
+        depth={axis: d for axis, d in enumerate(depth)},
+        boundary="none",
+        trim=True,
+        dtype=dtype,
+        meta=meta,
+    )
+    if padded:
+        result = result[tuple(slice(d, d + n) for d, n in zip(depth, image.shape))]
+    if result.chunks != original_chunks:
+        result = result.rechunk(original_chunks)
+    return result
+
+
+def chunk_shape_for_budget(shape: tuple[int, ...], itemsize: int, budget: int,
+                           depth: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """A chunk shape whose block, halo included, stays within ``budget`` bytes.
+
+    Chunks are cut along the outermost axes first, so each block stays contiguous in
+    memory along the last (fastest) axes.  The factor 4 leaves room for the input
+    block, the output block and two temporaries of the kernels.
+    """
+    depth = tuple(depth) or (0,) * len(shape)
+    per_voxel = 4 * itemsize
+    chunk = list(shape)
+    for axis in range(len(shape)):
+        voxels = math.prod(c + 2 * d for c, d in zip(chunk, depth))
+        if voxels * per_voxel <= budget:
+            break
+        rest = math.prod(c + 2 * d for i, (c, d) in enumerate(zip(chunk, depth)) if i != axis)
+        fit = budget // (per_voxel * rest) - 2 * depth[axis]
+        chunk[axis] = int(max(1, min(chunk[axis], fit)))
+    return tuple(chunk)
+
+
+def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, cval, dtype,
+                           budget: int) -> np.ndarray:
+    """Filter a NumPy array too large for the memory budget chunk by chunk.
+
+    Same halo logic as Dask inputs (so the same result), computed with the synchronous
+    scheduler: the kernels are already parallel over cores.
+    """
+    import dask.array as da  # noqa: PLC0415
+
+    chunks = chunk_shape_for_budget(image.shape, np.dtype(dtype).itemsize, budget, depth)
+    lazy = da.from_array(image, chunks=chunks, asarray=True).astype(dtype)
+    return np.asarray(
+        map_with_halo(lazy, block_function, depth, mode=mode, cval=cval, dtype=dtype)
+        .compute(scheduler="synchronous")
+    )

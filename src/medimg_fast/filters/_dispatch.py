@@ -1,0 +1,100 @@
+"""Dispatch on the array type: one filter body for NumPy, Dask and CuPy inputs.
+
+A public filter validates its arguments, then hands :func:`apply_filter` an ``op``
+(``op(backend, array) -> array`` on one block in the working dtype) and the halo depth
+of every axis.  This module decides where the work runs:
+
+* NumPy in, NumPy out (chunked through Dask when larger than the memory budget);
+* Dask in, lazy Dask out, exact across chunks (:func:`medimg_fast.chunking.map_with_halo`);
+* CuPy in, CuPy out; a NumPy-backed Dask array with ``backend="cupy"`` moves each chunk
+  to the device once and brings the result back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import chunking
+from .._shared.boundary import normalize_mode
+from .._shared.utils import check_cval, check_image, supported_float_type
+from ..backends import resolve_backend
+
+
+def _is_dask(x) -> bool:
+    return type(x).__module__.startswith("dask.") and hasattr(x, "_meta")
+
+
+def _is_cupy(x) -> bool:
+    return type(x).__module__.startswith("cupy")
+
+
+def array_kind(image) -> str:
+    """"numpy", "cupy", "dask-numpy" or "dask-cupy"."""
+    if _is_dask(image):
+        return "dask-cupy" if _is_cupy(image._meta) else "dask-numpy"
+    return "cupy" if _is_cupy(image) else "numpy"
+
+
+def as_array(image, name: str = "image"):
+    """Accept array-likes (lists) as NumPy arrays; validate shape and dtype."""
+    if not (hasattr(image, "shape") and hasattr(image, "dtype")):
+        if isinstance(image, (list, tuple)) or (np.isscalar(image)
+                                                and not isinstance(image, (str, bytes))):
+            image = np.asarray(image)
+    check_image(image, name)
+    return image
+
+
+def common_options(mode, cval):
+    return normalize_mode(mode), check_cval(cval)
+
+
+def apply_filter(image, op, depth, *, mode: str, cval: float, backend: str = "auto"):
+    """Run ``op`` over ``image`` on the chosen backend; return the same kind of array.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, dask.array.Array or cupy.ndarray
+        Validated input.
+    op : callable
+        ``op(backend, block) -> block``: the filter on one block already in the working
+        dtype, C-contiguous, on the backend's device.
+    depth : tuple of int
+        How far (voxels) each output voxel reaches along each axis.
+    mode, cval : boundary rule at the faces of the whole array.
+    backend : str
+        A registry name or "auto".
+    """
+    kind = array_kind(image)
+    on_gpu = kind in ("cupy", "dask-cupy")
+    engine = resolve_backend(backend, on_gpu=on_gpu)
+    dtype = supported_float_type(image.dtype)
+
+    def block_function(block):
+        block = engine.asarray(block)
+        block = engine.xp.ascontiguousarray(block, dtype=dtype)
+        out = op(engine, block)
+        if engine.on_gpu and not on_gpu:  # host chunk filtered on the device
+            out = out.get()
+        return out
+
+    if kind == "numpy":
+        image = np.asarray(image)
+        budget = chunking.memory_budget()
+        # input, output and two temporaries of the working dtype
+        if image.size * dtype.itemsize * 4 > budget and image.ndim > 0:
+            return chunking.filter_numpy_in_chunks(
+                image, block_function, depth, mode=mode, cval=cval, dtype=dtype,
+                budget=budget,
+            )
+        return block_function(image)
+    if kind == "cupy":
+        return block_function(image)
+
+    meta = image._meta.astype(dtype)
+    if engine.on_gpu and not on_gpu:
+        meta = np.empty((0,) * image.ndim, dtype=dtype)
+    return chunking.map_with_halo(
+        image.astype(dtype), block_function, depth, mode=mode, cval=cval, dtype=dtype,
+        meta=meta,
+    )
