@@ -24,8 +24,11 @@ demo: $(STAMP) ## Run the main job on the bundled default (writes demo-output/)
 test: $(STAMP) ## Run the test suite (GPU tests skip without a device)
 	$(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Run the benchmarks (throughput vs scipy.ndimage and dask-image)
-	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-only --benchmark-columns=min,median,rounds $(PYTEST_ARGS)
+bench: $(STAMP) ## Run the benchmarks (throughput vs scipy.ndimage and dask-image) and print the table
+	@mkdir -p .benchmarks
+	$(PY) -m pytest benchmarks -q -p no:cacheprovider -o python_files='bench_*.py' --benchmark-only \
+		--benchmark-columns=min,median,rounds --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
+	$(PY) benchmarks/report.py .benchmarks/latest.json
 
 lint: $(STAMP) ## Run ruff
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -75,7 +75,7 @@ def convolve(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="au
     >>> import numpy as np
     >>> from medimg_fast import convolve
     >>> convolve(np.arange(5.0), [1, 0, 0], mode="nearest", backend="numpy")
-    array([0., 0., 1., 2., 3.])
+    array([1., 2., 3., 4., 4.])
     """
     image = as_array(image)
     axes = normalize_axes(axes, image.ndim)

@@ -1,0 +1,43 @@
+"""The installed package: public API, lazy heavy imports, no CuPy on import, doctests."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import medimg_fast
+
+
+def test_import_needs_no_cupy_and_loads_no_heavy_subpackages():
+    code = (
+        "import sys, medimg_fast\n"
+        "heavy = [m for m in ('cupy', 'medimg_fast.io', 'medimg_fast.features', 'sklearn',"
+        " 'distributed', 'numba') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_public_names_resolve():
+    for name in medimg_fast.__all__:
+        assert getattr(medimg_fast, name) is not None, name
+    assert set(medimg_fast.filters.__all__) <= set(dir(medimg_fast.filters))
+
+
+@pytest.mark.parametrize("module", [
+    "medimg_fast._shared.utils",
+    "medimg_fast.backends",
+    "medimg_fast.filters._gaussian",
+    "medimg_fast.filters._rank",
+    "medimg_fast.filters._edges",
+    "medimg_fast.filters._correlate",
+])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0
