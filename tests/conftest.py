@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(config, items):
     reason = available_backends()["cupy"].reason
     skip = pytest.mark.skip(reason=f"needs a CUDA device: {reason}")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
 
 

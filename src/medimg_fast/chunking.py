@@ -50,11 +50,6 @@ def memory_budget() -> int:
     return DEFAULT_MEMORY_BUDGET
 
 
-def gaussian_radius(sigma: float, truncate: float) -> int:
-    """Half-width of a Gaussian kernel, as scipy.ndimage computes it."""
-    return int(truncate * float(sigma) + 0.5)
-
-
 #: Modes whose extension needs voxels the outer chunks do not hold (the far face, or
 #: folds deeper than a chunk): the array is extended with real data first.  For
 #: ``constant`` and ``nearest`` the kernel's own extension at an outer chunk face is

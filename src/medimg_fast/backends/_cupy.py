@@ -1,12 +1,17 @@
-"""The GPU backend: CuPy arrays, kernels from cupyx.scipy.ndimage.
+"""The GPU backend: CuPy arrays, kernels from cupyx.scipy.ndimage or our own.
 
 This is the only module (with :mod:`medimg_fast.backends._cuda_kernels`) that imports
 CuPy, and it does so lazily, so ``import medimg_fast`` never needs a GPU.
+
+Our CUDA kernels (``kernels/*.cu``, :mod:`._cuda_kernels`) compile with nvcc and match
+scipy.ndimage in a CPU emulation, but have not yet run on a GPU; until they have, they
+are used only when ``MEDIMG_FAST_CUDA_KERNELS=1`` and the default is cupyx.scipy.ndimage.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -20,6 +25,15 @@ def _import_cupy():
     import cupyx.scipy.ndimage as cndi  # noqa: PLC0415
 
     return cupy, cndi
+
+
+def _own_kernels():
+    """The :mod:`._cuda_kernels` module when enabled by the environment, else None."""
+    if os.environ.get("MEDIMG_FAST_CUDA_KERNELS", "0") != "1":
+        return None
+    from . import _cuda_kernels  # noqa: PLC0415
+
+    return _cuda_kernels
 
 
 class CupyBackend(Backend):
@@ -52,6 +66,9 @@ class CupyBackend(Backend):
         return _import_cupy()[0]
 
     def correlate1d(self, image, weights, axis, mode, cval):
+        own = _own_kernels()
+        if own and own.supports("correlate1d", image, weights=weights, axis=axis):
+            return own.correlate1d(image, weights, axis, mode, cval)
         cupy, cndi = _import_cupy()
         w = cupy.asarray(np.asarray(weights, dtype=np.float64))
         return cndi.correlate1d(image, w, axis=axis, output=image.dtype, mode=mode, cval=cval)
@@ -62,14 +79,26 @@ class CupyBackend(Backend):
         return cndi.correlate(image, w, output=image.dtype, mode=mode, cval=cval)
 
     def rank_filter(self, image, footprint, rank, mode, cval):
+        own = _own_kernels()
+        side = footprint.shape[0]
+        if (own and footprint.all() and footprint.shape == (side,) * image.ndim
+                and rank == footprint.size // 2
+                and own.supports("median_filter", image, size=side)):
+            return own.median_filter(image, side, mode, cval)
         cupy, cndi = _import_cupy()
         return cndi.rank_filter(image, rank, footprint=cupy.asarray(footprint),
                                 output=image.dtype, mode=mode, cval=cval)
 
     def extremum_filter1d(self, image, size, axis, mode, cval, maximum):
+        own = _own_kernels()
+        if own and own.supports("extremum_filter1d", image, size=size, axis=axis):
+            return own.extremum_filter1d(image, size, axis, mode, cval, maximum)
         _, cndi = _import_cupy()
         f = cndi.maximum_filter1d if maximum else cndi.minimum_filter1d
         return f(image, size, axis=axis, output=image.dtype, mode=mode, cval=cval)
 
     def gradient_magnitude(self, image, kind, axes, mode, cval):
+        own = _own_kernels()
+        if own and own.supports("gradient_magnitude", image, kind=kind):
+            return own.gradient_magnitude(image, kind, axes, mode, cval)
         return separable_gradient_magnitude(self, image, kind, axes, mode, cval)

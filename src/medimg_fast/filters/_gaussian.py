@@ -4,36 +4,12 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-from numpy.polynomial import hermite_e
-
+from .._shared.gaussian import gaussian_kernel1d, gaussian_radius
 from .._shared.utils import check_truncate, normalize_axes, per_axis
-from ..chunking import gaussian_radius
 from ._dispatch import apply_filter, as_array, common_options
 
 #: sigmas at or below this are "no smoothing" along that axis, as in scipy.ndimage
 _SIGMA_EPS = 1e-15
-
-
-def gaussian_kernel1d(sigma: float, order: int, radius: int) -> np.ndarray:
-    """Correlation weights of a sampled Gaussian (or its ``order``-th derivative).
-
-    Notes
-    -----
-    The Gaussian ``g(x) = exp(-x^2 / (2 sigma^2))`` is sampled at ``x = -radius..radius``
-    and normalised to unit sum.  Its ``n``-th derivative is
-    ``(-1/sigma)^n He_n(x/sigma) g(x)`` with ``He_n`` the probabilists' Hermite
-    polynomial.  The weights are returned in correlation order (reversed), so that
-    correlating with them convolves with the derivative, as scipy.ndimage does.
-    """
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    phi = np.exp(-0.5 * (x / sigma) ** 2)
-    phi /= phi.sum()
-    if order:
-        coefficients = np.zeros(order + 1)
-        coefficients[order] = 1.0
-        phi = phi * (-1.0 / sigma) ** order * hermite_e.hermeval(x / sigma, coefficients)
-    return phi[::-1].copy()
 
 
 def _spacing(spacing, ndim: int, axes: tuple[int, ...]) -> tuple[float, ...]:
