@@ -1,0 +1,286 @@
+"""DICOM series (a folder of single-frame images) and single DICOM files through pydicom.
+
+Slices are grouped by SeriesInstanceUID, ordered by ImagePositionPatient projected on the slice
+normal (row cosines x column cosines), and rescaled with Rescale Slope/Intercept (Hounsfield
+units for CT).  The slice spacing comes from the positions, not from SliceThickness, which
+describes the slab a slice integrates over and can differ from the spacing.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._volume import CorruptVolumeError, DicomSeriesError, Volume, reorient_canonical
+
+# Positions are written with ~6 significant digits; 1 % of the spacing (and at least 1 um)
+# separates rounding from a real gap or an unequal step.
+_SPACING_RTOL = 1e-2
+_SPACING_ATOL = 1e-3
+_ORIENTATION_ATOL = 1e-4
+
+
+def is_dicom_file(path) -> bool:
+    """True if `path` starts with the DICOM preamble (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _stored_dtype(ds) -> np.dtype:
+    bits = int(ds.get("BitsAllocated", 16))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    if bits not in (8, 16, 32):
+        raise DicomSeriesError(f"{ds.filename}: BitsAllocated={bits} is not supported")
+    return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+
+
+def _rescale(ds):
+    slope = ds.get("RescaleSlope", None)
+    intercept = ds.get("RescaleIntercept", None)
+    if slope is None and intercept is None:
+        return None
+    return float(slope if slope is not None else 1.0), float(intercept or 0.0)
+
+
+def _read_slice(path, rows, columns, rescale, dtype):
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises ValueError/OSError/... for damaged pixel data
+        raise CorruptVolumeError(f"{path}: DICOM pixel data unreadable ({exc})") from exc
+    if pixels.shape != (rows, columns):
+        raise CorruptVolumeError(
+            f"{path}: pixel data has shape {pixels.shape}, header says ({rows}, {columns})"
+        )
+    if rescale is not None:
+        slope, intercept = rescale
+        # float64 arithmetic, then one rounding to the output dtype (float32 holds every
+        # 16-bit value times an integer slope exactly).
+        pixels = pixels.astype(np.float64) * slope + intercept
+    return pixels.astype(dtype, copy=False)[None]
+
+
+def _header(path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        # defer_size keeps PixelData on disk but still lists it, so non-image objects are seen.
+        ds = pydicom.dcmread(path, defer_size="1 KB")
+    except InvalidDicomError:
+        return None, "not a DICOM file"
+    except Exception as exc:
+        return None, f"unreadable DICOM header ({type(exc).__name__}: {exc})"
+    if "PixelData" not in ds or "Rows" not in ds:
+        return None, f"non-image DICOM object (SOP class {ds.get('SOPClassUID', 'unknown')})"
+    return ds, None
+
+
+def _float_tuple(value, n, what, path):
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != n:
+        raise DicomSeriesError(f"{path}: {what} must have {n} values, got {value!r}")
+    return out
+
+
+def read_dicom(path, *, series_uid=None) -> Volume:
+    """Read a DICOM series from a folder (not recursive) or a single DICOM file."""
+    import dask
+    import dask.array as da
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(
+            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+    else:
+        candidates = [path]
+
+    headers, ignored = [], {}
+    for f in candidates:
+        ds, reason = _header(str(f))
+        if ds is None:
+            ignored[str(f)] = reason
+        else:
+            headers.append(ds)
+    if not headers:
+        detail = "; ".join(f"{Path(k).name}: {v}" for k, v in list(ignored.items())[:3])
+        raise DicomSeriesError(
+            f"{path}: no DICOM image objects found (subfolders are not searched)"
+            + (f" [{detail}]" if detail else "")
+        )
+
+    by_series = collections.defaultdict(list)
+    for ds in headers:
+        by_series[str(ds.get("SeriesInstanceUID", "<missing SeriesInstanceUID>"))].append(ds)
+    if series_uid is not None:
+        if series_uid not in by_series:
+            raise DicomSeriesError(
+                f"{path}: no series with SeriesInstanceUID {series_uid!r}; found "
+                f"{sorted(by_series)}"
+            )
+        slices = by_series[series_uid]
+    elif len(by_series) > 1:
+        listing = ", ".join(f"{uid} ({len(v)} files)" for uid, v in sorted(by_series.items()))
+        raise DicomSeriesError(
+            f"{path}: mixed series, {len(by_series)} SeriesInstanceUIDs in one folder: "
+            f"{listing}; pass series_uid= to choose one"
+        )
+    else:
+        slices = next(iter(by_series.values()))
+
+    first = slices[0]
+    if int(first.get("NumberOfFrames", 1) or 1) > 1:
+        raise DicomSeriesError(
+            f"{first.filename}: multi-frame DICOM (NumberOfFrames={first.NumberOfFrames}) "
+            "is not supported; convert it to single-frame files or NIfTI"
+        )
+    rows, columns = int(first.Rows), int(first.Columns)
+    if int(first.get("SamplesPerPixel", 1)) != 1:
+        raise DicomSeriesError(
+            f"{first.filename}: SamplesPerPixel={first.SamplesPerPixel}; only greyscale "
+            "images are supported"
+        )
+    for ds in slices:
+        if (int(ds.Rows), int(ds.Columns)) != (rows, columns):
+            raise DicomSeriesError(
+                f"{path}: slices differ in size: {first.filename} is {rows}x{columns}, "
+                f"{ds.filename} is {int(ds.Rows)}x{int(ds.Columns)}"
+            )
+
+    if "ImageOrientationPatient" in first:
+        iop = np.array(_float_tuple(first.ImageOrientationPatient, 6,
+                                    "ImageOrientationPatient", first.filename))
+    elif len(slices) == 1:
+        iop = np.array([1.0, 0, 0, 0, 1, 0])
+    else:
+        raise DicomSeriesError(f"{first.filename}: ImageOrientationPatient missing")
+    for ds in slices[1:]:
+        other = np.array(_float_tuple(ds.get("ImageOrientationPatient"), 6,
+                                      "ImageOrientationPatient", ds.filename))
+        if not np.allclose(other, iop, atol=_ORIENTATION_ATOL):
+            raise DicomSeriesError(
+                f"{path}: slices differ in ImageOrientationPatient ({first.filename}: "
+                f"{iop.tolist()}, {ds.filename}: {other.tolist()})"
+            )
+    row_cos, col_cos = iop[:3], iop[3:]
+    normal = np.cross(row_cos, col_cos)
+
+    spacing_tag = first.get("PixelSpacing", None) or first.get("ImagerPixelSpacing", None)
+    pixel_spacing = (
+        _float_tuple(spacing_tag, 2, "PixelSpacing", first.filename) if spacing_tag else None
+    )
+    for ds in slices[1:]:
+        tag = ds.get("PixelSpacing", None) or ds.get("ImagerPixelSpacing", None)
+        other = _float_tuple(tag, 2, "PixelSpacing", ds.filename) if tag else None
+        if other != pixel_spacing and not (
+            other and pixel_spacing and np.allclose(other, pixel_spacing, rtol=1e-5)
+        ):
+            raise DicomSeriesError(
+                f"{path}: slices differ in PixelSpacing ({first.filename}: {pixel_spacing}, "
+                f"{ds.filename}: {other})"
+            )
+    metadata = {"format": "dicom", "ignored_files": ignored}
+    if pixel_spacing is None:
+        pixel_spacing = (1.0, 1.0)
+        metadata["pixel_spacing_missing"] = True
+
+    if len(slices) > 1:
+        positions = []
+        for ds in slices:
+            if "ImagePositionPatient" not in ds:
+                raise DicomSeriesError(f"{ds.filename}: ImagePositionPatient missing")
+            positions.append(_float_tuple(ds.ImagePositionPatient, 3,
+                                          "ImagePositionPatient", ds.filename))
+        positions = np.array(positions)
+        along = positions @ normal
+        order = np.argsort(along, kind="stable")
+        slices = [slices[i] for i in order]
+        positions, along = positions[order], along[order]
+        steps = np.diff(along)
+        slice_spacing = float(np.median(steps))
+        tol = max(_SPACING_ATOL, _SPACING_RTOL * abs(slice_spacing))
+        dup = np.flatnonzero(steps <= tol)
+        if dup.size:
+            i = dup[0]
+            raise DicomSeriesError(
+                f"{path}: duplicated slice at position {along[i]:.4g} mm along the normal "
+                f"({Path(slices[i].filename).name} and {Path(slices[i + 1].filename).name}); "
+                f"{dup.size} duplicate(s) in {len(slices)} files"
+            )
+        bad = np.flatnonzero(np.abs(steps - slice_spacing) > tol)
+        if bad.size:
+            ratios = steps[bad] / slice_spacing
+            if np.allclose(ratios, np.round(ratios), atol=_SPACING_RTOL) and np.all(ratios > 1.5):
+                n_missing = int(np.sum(np.round(ratios) - 1))
+                i = bad[0]
+                raise DicomSeriesError(
+                    f"{path}: {n_missing} missing slice(s); first gap of {steps[i]:.4g} mm "
+                    f"after position {along[i]:.4g} mm where the spacing is "
+                    f"{slice_spacing:.4g} mm"
+                )
+            raise DicomSeriesError(
+                f"{path}: unequal slice spacing: steps range from {steps.min():.4g} to "
+                f"{steps.max():.4g} mm (median {slice_spacing:.4g} mm)"
+            )
+        origin = positions[0]
+    else:
+        ds = slices[0]
+        slice_spacing = float(
+            ds.get("SpacingBetweenSlices", None) or ds.get("SliceThickness", None) or 1.0
+        )
+        origin = np.array(
+            _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", ds.filename)
+            if "ImagePositionPatient" in ds else (0.0, 0.0, 0.0)
+        )
+
+    rescales = [_rescale(ds) for ds in slices]
+    stored = _stored_dtype(first)
+    if any(r is not None for r in rescales):
+        dtype = np.dtype(np.float32)
+        rescales = [r if r is not None else (1.0, 0.0) for r in rescales]
+    else:
+        dtype = stored
+    reader = dask.delayed(_read_slice, pure=True)
+    data = da.concatenate([
+        da.from_delayed(reader(str(ds.filename), rows, columns, r, dtype),
+                        shape=(1, rows, columns), dtype=dtype)
+        for ds, r in zip(slices, rescales)
+    ], axis=0)
+
+    # Array axes: 0 = slices (along the normal), 1 = rows (column cosines),
+    # 2 = columns (row cosines).  PixelSpacing is (row spacing, column spacing).
+    direction = np.stack([normal, col_cos, row_cos], axis=1)
+    spacing = (abs(slice_spacing), pixel_spacing[0], pixel_spacing[1])
+    data, spacing, origin, direction = reorient_canonical(data, spacing, origin, direction)
+    metadata.update({
+        "files": [str(ds.filename) for ds in slices],
+        "series_instance_uid": str(first.get("SeriesInstanceUID", "")),
+        "rescale": rescales[0] if len(set(rescales)) == 1 else rescales,
+        "stored_dtype": str(stored),
+        "slice_thickness": float(first.SliceThickness) if "SliceThickness" in first else None,
+    })
+    modality = str(first.get("Modality", "")) or None
+    return Volume(data=data, spacing=spacing, origin=origin, direction=direction,
+                  modality=modality, source=str(path), metadata=metadata)
+
+
+def looks_like_dicom_folder(path) -> bool:
+    """True if a folder directly holds at least one file with the DICOM preamble."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return False
+    return any(e.is_file() and is_dicom_file(e.path) for e in entries)

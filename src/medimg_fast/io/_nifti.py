@@ -1,0 +1,89 @@
+"""NIfTI-1/2 (``.nii``, ``.nii.gz``) through nibabel, read lazily from ``dataobj``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._volume import CorruptVolumeError, Volume, lazy_from_file, reorient_canonical
+
+# RAS (NIfTI) to LPS (DICOM): negate x and y.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+# Uncompressed files are memory-mapped, so slabs along the slowest on-disk axis (k) are cheap;
+# gzip streams cannot seek, so a compressed volume is one chunk per time point.
+_TARGET_CHUNK_BYTES = 64 * 2**20
+
+
+def _read_nifti_region(path, index):
+    import nibabel as nib
+
+    try:
+        return np.asanyarray(nib.load(path).dataobj[index])
+    except (OSError, EOFError, ValueError) as exc:
+        raise CorruptVolumeError(f"{path}: NIfTI voxel data unreadable ({exc})") from exc
+
+
+def read_nifti(path) -> Volume:
+    import nibabel as nib
+
+    path = str(path)
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several unrelated types for a bad header
+        raise CorruptVolumeError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    shape = img.shape
+    if len(shape) < 2 or len(shape) > 4:
+        raise CorruptVolumeError(
+            f"{path}: NIfTI data of {len(shape)} dimensions {shape} is not supported "
+            "(2-D, 3-D or 4-D expected)"
+        )
+    shape = tuple(shape) + (1,) * (3 - len(shape)) if len(shape) < 3 else tuple(shape)
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    raw_dtype = img.get_data_dtype().newbyteorder("=")
+    scaled = not (
+        (slope is None or np.isnan(slope) or slope == 1)
+        and (inter is None or np.isnan(inter) or inter == 0)
+    )
+    dtype = (
+        (np.float64 if raw_dtype == np.float64 else np.float32) if scaled else raw_dtype
+    )
+    dtype = np.dtype(dtype)
+
+    if path.endswith(".gz"):
+        chunks = shape[:3] + (1,) * (len(shape) - 3)
+    else:
+        slab = max(1, _TARGET_CHUNK_BYTES // max(1, shape[0] * shape[1] * dtype.itemsize))
+        chunks = (shape[0], shape[1], min(shape[2], slab)) + (1,) * (len(shape) - 3)
+    data = lazy_from_file(path, img.shape, dtype, _read_nifti_region,
+                          chunks[: len(img.shape)], "nifti")
+    if data.ndim < 3:
+        data = data.reshape(shape)
+    if data.ndim == 4:
+        data = data.transpose(3, 0, 1, 2)
+
+    affine = np.asarray(img.affine, dtype=np.float64)
+    header = img.header
+    xyz_unit = header.get_xyzt_units()[0] if hasattr(header, "get_xyzt_units") else "unknown"
+    # An unset unit ("unknown") is taken as mm, as nibabel and most tools do.
+    affine[:3, :] *= {"meter": 1000.0, "micron": 1e-3}.get(xyz_unit, 1.0)
+    lin = _RAS_TO_LPS @ affine[:3, :3]
+    spacing = np.linalg.norm(lin, axis=0)
+    if np.any(spacing == 0):
+        raise CorruptVolumeError(f"{path}: NIfTI affine has a zero-length axis: {affine.tolist()}")
+    direction = lin / spacing[None, :]
+    origin = _RAS_TO_LPS @ affine[:3, 3]
+    data, spacing, origin, direction = reorient_canonical(data, spacing, origin, direction)
+
+    metadata = {
+        "format": "nifti",
+        "stored_shape": tuple(int(s) for s in img.shape),
+        "stored_dtype": str(raw_dtype),
+        "scl_slope": None if slope is None else float(slope),
+        "scl_inter": None if inter is None else float(inter),
+        "orientation_codes": "".join(nib.aff2axcodes(affine)),
+        "xyzt_units": header.get_xyzt_units() if hasattr(header, "get_xyzt_units") else None,
+    }
+    if data.ndim == 4:
+        metadata["time_axis"] = 0
+        metadata["time_step"] = float(header.get_zooms()[3])
+    return Volume(data=data, spacing=spacing, origin=origin, direction=direction,
+                  modality=None, source=path, metadata=metadata)
