@@ -1,0 +1,111 @@
+"""Morphology against analytic shapes, scikit-image, SciPy and NumPy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from scipy.spatial import ConvexHull
+from scipy.spatial.distance import pdist
+from skimage.measure import marching_cubes, mesh_surface_area
+
+from medimg_fast.features import extract_features
+
+MORPH = {"families": ["morph"]}
+
+
+def _ball(shape, centre, radii):
+    idx = np.indices(shape).astype(float)
+    return sum(((i - c) / r) ** 2 for i, c, r in zip(idx, centre, radii)) <= 1.0
+
+
+def test_single_voxel_is_an_octahedron():
+    mask = np.zeros((3, 3, 3), bool)
+    mask[1, 1, 1] = True
+    f = extract_features(np.ones((3, 3, 3)), mask, settings=MORPH)
+    # marching cubes at 0.5 puts a vertex half-way to each of the 6 neighbours
+    assert f["morph_volume"] == pytest.approx(1 / 6, rel=1e-12)
+    assert f["morph_area_mesh"] == pytest.approx(math.sqrt(3), rel=1e-12)
+    assert f["morph_diam"] == pytest.approx(1.0, rel=1e-12)
+    assert f["morph_vol_approx"] == 1.0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 0.7, 0.5)])
+def test_ball_against_skimage_scipy_numpy(rng, spacing):
+    shape = (22, 25, 27)
+    mask = _ball(shape, (10.3, 12.1, 13.2), (7.5, 9.0, 8.2))
+    image = rng.normal(100, 15, shape)
+    f = extract_features(image, mask, spacing=spacing, settings=MORPH)
+    verts, faces, _, _ = marching_cubes(np.pad(mask, 1).astype(float), 0.5, spacing=spacing)
+    verts = verts.astype(np.float64)  # scikit-image returns float32 vertices
+    assert f["morph_area_mesh"] == pytest.approx(mesh_surface_area(verts, faces), rel=1e-10)
+    assert f["morph_diam"] == pytest.approx(pdist(verts).max(), rel=1e-12)
+    hull = ConvexHull(verts)
+    assert f["morph_vol_dens_conv_hull"] * hull.volume == pytest.approx(f["morph_volume"])
+    assert f["morph_area_dens_conv_hull"] * hull.area == pytest.approx(f["morph_area_mesh"])
+    ext = np.ptp(verts, axis=0)
+    assert f["morph_vol_dens_aabb"] * np.prod(ext) == pytest.approx(f["morph_volume"])
+    # the mesh encloses about the voxel volume of a smooth ball
+    assert f["morph_volume"] == pytest.approx(f["morph_vol_approx"], rel=0.05)
+    assert f["morph_vol_approx"] == pytest.approx(mask.sum() * np.prod(spacing))
+    # PCA axes from the sample covariance of voxel centres in mm
+    pos = np.argwhere(mask) * np.asarray(spacing)
+    eig = np.sort(np.linalg.eigvalsh(np.cov(pos.T)))[::-1]
+    assert f["morph_pca_maj_axis"] == pytest.approx(4 * math.sqrt(eig[0]), rel=1e-9)
+    assert f["morph_pca_least_axis"] == pytest.approx(4 * math.sqrt(eig[2]), rel=1e-9)
+    assert f["morph_pca_flatness"] == pytest.approx(math.sqrt(eig[2] / eig[0]), rel=1e-9)
+    # centre-of-mass shift
+    geom = np.asarray(ndi.center_of_mass(mask)) * spacing
+    weighted = np.asarray(ndi.center_of_mass(np.where(mask, image, 0.0))) * spacing
+    assert f["morph_com"] == pytest.approx(np.linalg.norm(geom - weighted), rel=1e-8)
+    assert f["morph_integ_int"] == pytest.approx(image[mask].mean() * f["morph_volume"])
+    # shape ratios from the IBSI formulas
+    v, a = f["morph_volume"], f["morph_area_mesh"]
+    assert f["morph_sphericity"] == pytest.approx((36 * math.pi * v * v) ** (1 / 3) / a)
+    assert f["morph_comp_2"] == pytest.approx(36 * math.pi * v * v / a ** 3)
+    assert 0.0 < f["morph_sphericity"] < 1.0
+
+
+def test_volume_scales_with_spacing(rng):
+    mask = _ball((12, 13, 14), (6, 6, 7), (4, 5, 5))
+    image = rng.normal(size=mask.shape)
+    f1 = extract_features(image, mask, spacing=1.0, settings=MORPH)
+    f2 = extract_features(image, mask, spacing=(3.0, 1.0, 1.0), settings=MORPH)
+    assert f2["morph_volume"] == pytest.approx(3 * f1["morph_volume"], rel=1e-12)
+
+
+def test_moran_geary_brute_force(rng):
+    mask = _ball((7, 7, 7), (3, 3, 3), (2.5, 2.5, 2.5))
+    image = rng.normal(size=mask.shape)
+    spacing = np.array([1.5, 1.0, 1.0])
+    f = extract_features(image, mask, spacing=tuple(spacing), settings=MORPH)
+    pos = np.argwhere(mask) * spacing
+    x = image[mask]
+    dev = x - x.mean()
+    n = len(x)
+    w_sum = moran = geary = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                w = 1.0 / np.linalg.norm(pos[i] - pos[j])
+                w_sum += w
+                moran += w * dev[i] * dev[j]
+                geary += w * (x[i] - x[j]) ** 2
+    ss = np.sum(dev ** 2)
+    assert f["morph_moran_i"] == pytest.approx(n / w_sum * moran / ss, rel=1e-10)
+    assert f["morph_geary_c"] == pytest.approx((n - 1) / (2 * w_sum) * geary / ss, rel=1e-10)
+    capped = extract_features(image, mask, settings={"families": ["morph"],
+                                                     "autocorrelation_max_voxels": 10})
+    assert math.isnan(capped["morph_moran_i"]) and math.isnan(capped["morph_geary_c"])
+
+
+def test_roi_touching_the_volume_edge():
+    # the zero padding closes the mesh where the ROI meets the array border
+    mask = np.ones((4, 5, 6), bool)
+    f = extract_features(np.ones(mask.shape), mask, settings=MORPH)
+    verts, faces, _, _ = marching_cubes(np.pad(mask, 1).astype(float), 0.5)
+    verts = verts.astype(np.float64)
+    assert f["morph_area_mesh"] == pytest.approx(mesh_surface_area(verts, faces), rel=1e-12)
+    assert f["morph_vol_dens_aabb"] < 1.0

@@ -1,0 +1,122 @@
+"""Training, honest evaluation and safe persistence of classifiers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
+
+from medimg_fast.classify import MODELS, load_model, save_model, train
+
+
+@pytest.fixture(scope="module")
+def breast_cancer():
+    data = load_breast_cancer(as_frame=True)
+    return data.data, data.target
+
+
+def test_breast_cancer_default_model_reaches_095(breast_cancer):
+    X, y = breast_cancer
+    res = train(X, y)
+    assert res.model_name == "random_forest"
+    assert res.metrics["accuracy"] >= 0.95
+    assert res.metrics["roc_auc"] >= 0.95
+    assert len(res.metrics["accuracy_folds"]) == 5
+    cm = np.asarray(res.metrics["confusion_matrix"])
+    assert cm.shape == (2, 2) and cm.sum() == len(y)
+    # pooled out-of-fold accuracy agrees with the confusion matrix
+    assert np.trace(cm) / cm.sum() == pytest.approx(res.metrics["accuracy"], abs=0.01)
+    assert set(res.metrics["recall"]) == {"0", "1"}
+    assert res.feature_names == list(X.columns)
+    assert res.model.predict(X.to_numpy()[:3]).shape == (3,)
+
+
+def _small_table(rng, n=60):
+    y = np.arange(n) % 2
+    X = pd.DataFrame({"a": rng.normal(size=n) + 2.0 * y, "b": rng.normal(size=n),
+                      "c": rng.normal(size=n) - y})
+    X.loc[3, "b"] = np.nan  # imputed
+    return X, y
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_saves_and_loads(tmp_path, rng, model):
+    X, y = _small_table(rng)
+    res = train(X, y, model=model, cv=3, settings={"bin_width": 25.0})
+    assert res.metrics["accuracy"] > 0.7
+    folder = save_model(res, tmp_path / model)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["feature_names"] == ["a", "b", "c"]
+    assert card["training_data_sha256"] == res.data_hash
+    assert card["settings"]["bin_width"] == 25.0
+    assert card["versions"]["scikit-learn"]
+    assert card["metrics"]["accuracy"] == pytest.approx(res.metrics["accuracy"])
+    loaded = load_model(folder)
+    shuffled = X[["c", "a", "b"]].assign(extra=1.0)  # column order and extras do not matter
+    labels, proba = loaded.predict(shuffled)
+    np.testing.assert_array_equal(labels, res.model.predict(X.to_numpy()))
+    np.testing.assert_allclose(proba, res.model.predict_proba(X.to_numpy()))
+
+
+def test_missing_columns_are_refused_by_name(tmp_path, rng):
+    X, y = _small_table(rng)
+    loaded = load_model(save_model(train(X, y, model="logistic_regression", cv=3),
+                                   tmp_path / "m"))
+    with pytest.raises(ValueError, match=r"lacks 2 .*\['a', 'c'\]"):
+        loaded.predict(X[["b"]])
+    with pytest.raises(TypeError, match="named columns"):
+        loaded.predict(X.to_numpy())
+
+
+def test_untrusted_types_are_refused(tmp_path, rng):
+    import skops.io as sio
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = _small_table(rng)
+    folder = save_model(train(X, y, model="logistic_regression", cv=3), tmp_path / "m")
+    evil = make_pipeline(FunctionTransformer(json.loads))  # a function skops does not trust
+    sio.dump(evil, folder / "model.skops")
+    with pytest.raises(ValueError, match="not trusted"):
+        load_model(folder)
+
+
+def test_groups_never_split_across_folds(rng):
+    n_subjects = 20
+    groups = np.repeat(np.arange(n_subjects), 3)
+    y = (groups % 2).astype(int)
+    X = rng.normal(size=(len(y), 4)) + y[:, None]
+    res = train(X, y, groups=groups, cv=4, model="logistic_regression")
+    for g in range(n_subjects):
+        assert len(set(res.fold_of_sample[groups == g])) == 1
+    assert res.metrics["grouped"] is True
+    assert res.feature_names == [f"feature_{i}" for i in range(4)]
+
+
+def test_multiclass_roc_auc_one_vs_rest():
+    from sklearn.metrics import roc_auc_score
+
+    data = load_iris()
+    res = train(data.data, data.target, model="logistic_regression", cv=5)
+    assert res.metrics["accuracy"] > 0.9
+    assert np.asarray(res.metrics["confusion_matrix"]).shape == (3, 3)
+    assert 0.9 < res.metrics["roc_auc"] <= 1.0
+    assert 0.9 < res.metrics["roc_auc_pooled"] <= 1.0
+    assert roc_auc_score  # the metric itself comes from scikit-learn
+
+
+def test_validation(rng):
+    X, y = _small_table(rng)
+    with pytest.raises(ValueError, match="`model`"):
+        train(X, y, model="xgboost")
+    with pytest.raises(ValueError, match="`cv`"):
+        train(X, y, cv=1)
+    with pytest.raises(ValueError, match="samples per class"):
+        train(X, y, cv=40)
+    with pytest.raises(ValueError, match="`labels`"):
+        train(X, y[:-1])
+    with pytest.raises(ValueError, match="two classes"):
+        train(X, np.zeros(len(y)))
