@@ -1,0 +1,8 @@
+"""``python -m medimg_fast``: the ``medimg-fast`` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

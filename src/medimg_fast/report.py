@@ -1,0 +1,372 @@
+"""The HTML report of a study: archive, example slices, throughput, CV metrics, features.
+
+:func:`write_report` writes one self-describing ``report.html`` and its PNG images into an
+``images/`` folder beside it; the page references them by relative path, so the folder can
+be moved or zipped as a whole.  Figures are drawn with matplotlib's Agg renderer on bare
+``Figure`` objects (no display, pyplot untouched).  The PNG helpers (:func:`save_slices_png`, :func:`save_confusion_png`,
+:func:`save_roc_png`, :func:`save_bar_png`) are public so other commands (``bench``) reuse
+them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "feature_importances",
+    "out_of_fold_probabilities",
+    "save_bar_png",
+    "save_confusion_png",
+    "save_roc_png",
+    "save_slices_png",
+    "write_report",
+]
+
+
+def _figure(figsize):
+    # A bare Figure renders through Agg without pyplot: no display, no global state, so
+    # writing a report never changes the backend of a user's interactive session.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    return path
+
+
+def save_slices_png(path, panels, *, title=None):
+    """A row of 2-D images, each with its own grey scale (2nd-98th percentile).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    panels : sequence of (str, 2-D array)
+    title : str, optional
+    """
+    n = len(panels)
+    fig = _figure((2.6 * n, 2.9))
+    axes = fig.subplots(1, n, squeeze=False)
+    for ax, (name, image) in zip(axes[0], panels):
+        image = np.asarray(image, dtype=np.float64)
+        finite = image[np.isfinite(image)]
+        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def save_confusion_png(path, matrix, classes):
+    """Confusion matrix (rows true, columns predicted) with counts in the cells."""
+    matrix = np.asarray(matrix)
+    fig = _figure((1.2 + 0.9 * len(classes), 1.0 + 0.9 * len(classes)))
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes], rotation=30)
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = matrix.max() if matrix.size else 0
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(int(v)), ha="center", va="center",
+                color="white" if v > top / 2 else "black")
+    ax.set_title("cross-validated confusion matrix", fontsize=9)
+    return _save(fig, path)
+
+
+def save_roc_png(path, y_true, proba, classes):
+    """ROC curve(s) of out-of-fold probabilities: one for two classes, one-vs-rest otherwise."""
+    from sklearn.metrics import auc, roc_curve
+
+    y_true = np.asarray(y_true).astype(str)
+    classes = [str(c) for c in classes]
+    fig = _figure((3.6, 3.4))
+    ax = fig.subplots()
+    positives = classes[1:] if len(classes) == 2 else classes
+    for c in positives:
+        k = classes.index(c)
+        fpr, tpr, _ = roc_curve(y_true == c, proba[:, k])
+        ax.plot(fpr, tpr, label=f"{c} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("ROC, out-of-fold", fontsize=9)
+    return _save(fig, path)
+
+
+def save_bar_png(path, names, values, *, xlabel, title=None, errors=None):
+    """Horizontal bars, first name on top."""
+    names = [str(n) for n in names]
+    fig = _figure((6.0, 0.35 * len(names) + 1.0))
+    ax = fig.subplots()
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, values, xerr=errors, color="#4477aa")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def out_of_fold_probabilities(training, X, y):
+    """Class probabilities of each sample from the model of the fold that held it out.
+
+    :class:`~medimg_fast.classify.TrainResult` records each sample's test fold; refitting a
+    clone of the pipeline on the other folds reproduces the cross-validation's predictions
+    (the pipeline carries its random state), which the ROC curve needs.
+    """
+    from sklearn.base import clone
+
+    stored = getattr(training, "extra", {}).get("oof_proba")
+    if stored is not None:
+        return np.asarray(stored)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y).astype(str)
+    classes = np.asarray([str(c) for c in training.classes])
+    folds = np.asarray(training.fold_of_sample)
+    proba = np.zeros((len(y), len(classes)))
+    for k in np.unique(folds[folds >= 0]):
+        test = folds == k
+        est = clone(training.model).fit(X[~test], y[~test])
+        cols = np.searchsorted(classes, np.asarray(est.classes_).astype(str))
+        proba[np.ix_(test, cols)] = est.predict_proba(X[test])
+    return proba
+
+
+def feature_importances(training, X, y, *, n_repeats=5):
+    """``(kind, importances)`` of the refitted model, one value per feature.
+
+    Impurity importance when the final estimator has ``feature_importances_`` (random
+    forest), else permutation importance of the balanced accuracy on the training table.
+    """
+    model = training.model
+    final = model[-1] if hasattr(model, "__getitem__") else model
+    values = getattr(final, "feature_importances_", None)
+    if values is not None and len(values) == len(training.feature_names):
+        return "impurity (mean decrease in Gini)", np.asarray(values, dtype=float)
+    from sklearn.inspection import permutation_importance
+
+    result = permutation_importance(model, np.asarray(X, dtype=np.float64),
+                                    np.asarray(y).astype(str), n_repeats=n_repeats,
+                                    random_state=0, scoring="balanced_accuracy")
+    return "permutation (drop in balanced accuracy)", result.importances_mean
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            return "n/a"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(rows, columns, *, max_rows=None):
+    if not rows:
+        return "<p><em>none</em></p>"
+    shown = rows if max_rows is None else rows[:max_rows]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+        for r in shown)
+    more = ""
+    if max_rows is not None and len(rows) > max_rows:
+        more = f"<p><em>{len(rows) - max_rows} more rows not shown</em></p>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>{more}"
+
+
+def _img(report_dir, path, alt):
+    rel = os.path.relpath(Path(path), report_dir).replace(os.sep, "/")
+    return f'<figure><img src="{html.escape(rel)}" alt="{html.escape(alt)}"><figcaption>' \
+           f"{html.escape(alt)}</figcaption></figure>"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
+figcaption { font-size: 0.8em; color: #555; }
+.note { background: #fff4e0; padding: 0.5em; }
+"""
+
+
+def write_report(path, *, title="medimg-fast study", source="", features=None, errors=None,
+                 training=None, metrics=None, feature_names=(), label="label", stages=(),
+                 real_scans=None, real_images=(), examples=None, note=None, top_features=15):
+    """Write ``report.html`` and its images.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HTML file; images go to ``images/`` beside it.
+    title, source : str
+    features : pandas.DataFrame, optional
+        The features table of :func:`medimg_fast.archive.process_archive`.
+    errors : pandas.DataFrame, optional
+        Its errors table.
+    training : medimg_fast.classify.TrainResult, optional
+        Gives the confusion matrix, the ROC curve (out-of-fold) and feature importances.
+    metrics : dict, optional
+        Cross-validated metrics (``training.metrics`` by default).
+    feature_names : sequence of str
+        The model's features (``training.feature_names`` by default).
+    label : str
+        The class column of `features`.
+    stages : sequence of dict
+        ``stage, seconds, volumes, megavoxels``: the throughput table and chart.
+    real_scans : list of dict, optional
+        Rows of the real-scan summary (:func:`medimg_fast.demo.summarise_real_scans`).
+    real_images, examples : sequence of dict
+        ``{"title", "path"}`` of PNG images already written.
+    note : str, optional
+        A remark shown at the top (e.g. why no model was trained).
+    top_features : int
+        How many of the most important features to show.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+    """
+    path = Path(path)
+    report_dir = path.parent
+    images = report_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    if training is not None:
+        metrics = metrics or training.metrics
+        feature_names = feature_names or training.feature_names
+    metrics = metrics or {}
+    parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{_CSS}</style></head><body>"),
+             f"<h1>{html.escape(title)}</h1>",
+             (f"<p>Source: <code>{html.escape(str(source))}</code><br>Written "
+             f"{datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()} "
+             f"({os.cpu_count()} CPU cores, Python {platform.python_version()}).</p>")]
+    if note:
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+
+    n_ok = 0 if features is None else len(features)
+    n_err = 0 if errors is None else len(errors)
+    parts.append(f"<h2>Archive</h2><p>{n_ok} volume(s) processed, {n_err} in error.</p>")
+    if features is not None and n_ok:
+        shown = [c for c in ("path", label, "subject", "stat_mean", "stat_var",
+                             "morph_volume", "cm_contrast_3D_avg", "cm_joint_entr_3D_avg")
+                 if c in features.columns]
+        rows = features[shown].to_dict("records")
+        for r in rows:
+            r["path"] = _short(r.get("path"))
+        parts.append(_table(rows, shown, max_rows=300))
+    parts.append("<h3>Volumes in error</h3>")
+    if errors is not None and n_err:
+        cols = [c for c in ("path", "stage", "error_type", "message") if c in errors.columns]
+        rows = errors[cols].to_dict("records")
+        for r in rows:
+            r["path"] = _short(r.get("path"))
+        parts.append(_table(rows, cols, max_rows=300))
+    else:
+        parts.append("<p><em>none</em></p>")
+
+    if examples:
+        parts.append("<h2>Example slices and filter responses</h2>")
+        parts.extend(_img(report_dir, e["path"], e["title"]) for e in examples)
+
+    if real_scans is not None:
+        parts.append("<h2>Real scans shipped with pydicom and nibabel</h2>")
+        cols = ["name", "format", "shape", "spacing_mm", "modality", "min", "mean", "max",
+                "smoothed_std", "seconds", "status"]
+        parts.append(_table(real_scans, cols))
+        parts.extend(_img(report_dir, e["path"], e["title"]) for e in real_images)
+
+    if stages:
+        parts.append("<h2>Throughput per stage</h2>")
+        rows = []
+        for s in stages:
+            sec = float(s.get("seconds", math.nan))
+            vols, mvox = s.get("volumes"), s.get("megavoxels", math.nan)
+            rows.append({"stage": s["stage"], "seconds": sec, "volumes": vols,
+                         "volumes/s": (vols / sec if vols and sec > 0 else math.nan),
+                         "megavoxels/s": (mvox / sec if mvox is not None and sec > 0
+                                          else math.nan)})
+        parts.append(_table(rows, ["stage", "seconds", "volumes", "volumes/s",
+                                   "megavoxels/s"]))
+        png = save_bar_png(images / "stage_seconds.png", [r["stage"] for r in rows],
+                           [r["seconds"] for r in rows], xlabel="seconds",
+                           title="wall time per stage")
+        parts.append(_img(report_dir, png, "wall time per stage"))
+
+    parts.append("<h2>Cross-validated classification</h2>")
+    if metrics:
+        keys = [k for k in ("accuracy", "balanced_accuracy", "roc_auc") if k in metrics]
+        rows = [{"metric": k, "mean": metrics[k], "std": metrics.get(f"{k}_std"),
+                 "per fold": ", ".join(_fmt(v) for v in metrics.get(f"{k}_folds", []))}
+                for k in keys]
+        if "roc_auc_pooled" in metrics:
+            rows.append({"metric": "roc_auc (pooled out-of-fold)",
+                         "mean": metrics["roc_auc_pooled"]})
+        parts.append(f"<p>Model <code>{html.escape(str(getattr(training, 'model_name', '')))}"
+                     f"</code>, {metrics.get('cv', '?')}-fold "
+                     f"{'grouped by subject' if metrics.get('grouped') else 'stratified'} "
+                     f"cross-validation on {metrics.get('n_samples', n_ok)} volumes, "
+                     f"{len(feature_names)} features.</p>")
+        parts.append(_table(rows, ["metric", "mean", "std", "per fold"]))
+        if "precision" in metrics:
+            rows = [{"class": c, "precision": metrics["precision"].get(c),
+                     "recall": metrics.get("recall", {}).get(c)} for c in metrics["precision"]]
+            parts.append(_table(rows, ["class", "precision", "recall"]))
+    else:
+        parts.append("<p><em>no model trained</em></p>")
+
+    if training is not None and features is not None:
+        X = features[list(training.feature_names)].to_numpy(dtype=np.float64)
+        y = features[label].astype(str).to_numpy()
+        classes = [str(c) for c in training.classes]
+        if "confusion_matrix" in metrics:
+            png = save_confusion_png(images / "confusion_matrix.png",
+                                     metrics["confusion_matrix"], classes)
+            parts.append(_img(report_dir, png, "confusion matrix (out-of-fold)"))
+        proba = out_of_fold_probabilities(training, X, y)
+        png = save_roc_png(images / "roc_curve.png", y, proba, classes)
+        parts.append(_img(report_dir, png, "ROC curve (out-of-fold)"))
+
+        kind, values = feature_importances(training, X, y)
+        order = np.argsort(values)[::-1][:top_features]
+        names = [training.feature_names[i] for i in order]
+        parts.append(f"<h2>Most important features</h2><p>Importance: {html.escape(kind)}, "
+                     "of the model refitted on all volumes.</p>")
+        png = save_bar_png(images / "feature_importance.png", names, values[order],
+                           xlabel="importance", title=kind)
+        parts.append(_img(report_dir, png, "most important features"))
+        parts.append(_table([{"feature": n, "importance": float(values[i])}
+                             for n, i in zip(names, order)], ["feature", "importance"]))
+
+    parts.append("</body></html>")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _short(p):
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return ""
+    parts = Path(str(p)).parts
+    return "/".join(parts[-2:])

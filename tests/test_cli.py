@@ -1,0 +1,249 @@
+"""End to end: ``python -m medimg_fast`` as a subprocess on a small archive with a corrupt file."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from medimg_fast.demo import generate_archive
+from medimg_fast.io import open_volume
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def cli(*args, cwd=None, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(SRC), "MEDIMG_FAST_BACKEND": "numpy"}
+    return subprocess.run([sys.executable, "-m", "medimg_fast", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """8 synthetic volumes (NIfTI, DICOM, Zarr) plus a truncated NIfTI in the manifest."""
+    root = tmp_path_factory.mktemp("archive")
+    info = generate_archive(root, size="small", n_volumes=8, shape_range=(32, 36), seed=1)
+    with open(info["manifest"], newline="") as fh:
+        good = next(r for r in csv.DictReader(fh) if r["path"].startswith("nifti/"))
+    corrupt = root / "nifti" / "corrupt.nii.gz"
+    payload = (root / good["path"]).read_bytes()
+    corrupt.write_bytes(payload[: len(payload) // 2])
+    with open(info["manifest"], "a", newline="") as fh:
+        csv.writer(fh).writerow(["nifti/corrupt.nii.gz", "smooth", good["mask"], "S099"])
+    return root, info["manifest"], corrupt
+
+
+@pytest.fixture(scope="module")
+def features_run(archive, tmp_path_factory):
+    _, manifest, _ = archive
+    out = tmp_path_factory.mktemp("features")
+    proc = cli("--json", "features", manifest, "--out", out, "--workers", 2,
+               "--bin-width", 10)
+    return out, proc
+
+
+def _a_nifti(root):
+    return min(p for p in (root / "nifti").glob("case*.nii.gz"))
+
+
+def _error_line(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("medimg-fast: error:")
+    return lines[0]
+
+
+def test_features_records_the_corrupt_volume_and_exits_1(archive, features_run):
+    _root, _manifest, corrupt = archive
+    out, proc = features_run
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["succeeded"] == 8 and summary["failed"] == 1
+    table = pd.read_parquet(out / "features.parquet")
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(table) == 8
+    assert list(errors["path"]) == [str(corrupt.resolve())]
+    assert errors.loc[0, "stage"] == "read"
+    # Independent reference: the ROI mean with NumPy on the voxels as read.
+    row = table.iloc[0]
+    image = np.asarray(open_volume(row["path"]).data.compute(), dtype=np.float64)
+    mask = np.asarray(open_volume(row["mask"]).data.compute()) != 0
+    assert row["stat_mean"] == pytest.approx(image[mask].mean(), rel=1e-9)
+    assert row["morph_volume"] > 0
+    assert set(table["label"]) == {"smooth", "speckled"}
+
+
+def test_features_rerun_resumes(archive, features_run):
+    _, manifest, _ = archive
+    out, _ = features_run
+    proc = cli("--json", "features", manifest, "--out", out, "--workers", 1,
+               "--bin-width", 10, "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["skipped"] == 9
+
+
+@pytest.fixture(scope="module")
+def trained(features_run, tmp_path_factory):
+    out, _ = features_run
+    model = tmp_path_factory.mktemp("model")
+    proc = cli("--json", "train", out / "features.parquet", "--label", "label", "--group",
+               "subject", "--cv", 2, "--out", model)
+    return model, proc
+
+
+def test_train_writes_model_card_and_metrics(trained):
+    model, proc = trained
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    card = json.loads((model / "model_card.json").read_text())
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert (model / "model.skops").is_file()
+    assert card["classes"] == ["smooth", "speckled"]
+    assert card["settings"]["bin_width"] == 10.0  # recorded by `features`, kept by `train`
+    assert card["feature_names"] and "label" not in card["feature_names"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["grouped"] is True
+    assert summary["metrics"]["accuracy"] == metrics["accuracy"]
+    assert np.sum(metrics["confusion_matrix"]) == 8
+
+
+def test_predict_from_table_and_from_archive(archive, features_run, trained, tmp_path):
+    _, manifest, _ = archive
+    out, _ = features_run
+    model, _ = trained
+    proc = cli("predict", model, out / "features.parquet", "--out", tmp_path / "p.csv")
+    assert proc.returncode == 0, proc.stderr
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert len(pred) == 8 and set(pred["predicted"]) <= {"smooth", "speckled"}
+    np.testing.assert_allclose(pred[["probability_smooth", "probability_speckled"]].sum(axis=1), 1)
+    # From the manifest: features are extracted with the model's settings; the corrupt
+    # volume makes the exit code 1 and the predictions match those from the table.
+    proc = cli("predict", model, manifest, "--out", tmp_path / "q.parquet", "--workers", 2,
+               "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    again = pd.read_parquet(tmp_path / "q.parquet")
+    assert list(again["path"]) == list(pred["path"])
+    np.testing.assert_allclose(again["probability_smooth"], pred["probability_smooth"])
+
+
+def test_run_writes_report_with_existing_images(archive, tmp_path):
+    _, manifest, _ = archive
+    proc = cli("--json", "run", manifest, "--label", "label", "--cv", 2, "--out", tmp_path,
+               "--workers", 2, "--bin-width", 10)
+    assert proc.returncode == 1, proc.stderr  # the corrupt volume
+    summary = json.loads(proc.stdout)
+    assert summary["failed"] == 1 and summary["succeeded"] == 8
+    report = Path(summary["report"])
+    text = report.read_text()
+    import re
+    images = re.findall(r'<img src="([^"]+)"', text)
+    assert {"roc_curve.png", "confusion_matrix.png"} <= {Path(i).name for i in images}
+    assert all((report.parent / i).is_file() for i in images)
+    assert "corrupt.nii.gz" in text
+    assert (tmp_path / "model" / "model.skops").is_file()
+
+
+def test_info_lists_backends():
+    proc = cli("info", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["backends"]["numpy"]["available"] is True
+    assert set(info["backends"]) >= {"numpy", "numba", "cupy"}
+    assert not info["backends"]["cupy"]["available"] or info["gpu"]["name"]
+    assert info["cpu"]["cores_total"] == os.cpu_count()
+    human = cli("info")
+    assert "numba" in human.stdout and "cupy" in human.stdout
+
+
+@pytest.mark.parametrize("args, reference", [
+    (["--filter", "gaussian_filter", "--sigma", "1.5"],
+     lambda a: ndimage.gaussian_filter(a, 1.5)),
+    (["--filter", "median_filter", "--size", "3", "--chunks", "12"],
+     lambda a: ndimage.median_filter(a, size=3)),
+    (["--filter", "sobel", "--axis", "1", "--mode", "nearest", "--chunks", "10", "16", "16"],
+     lambda a: ndimage.sobel(a, axis=1, mode="nearest")),
+])
+def test_filter_writes_zarr_equal_to_scipy(archive, tmp_path, args, reference):
+    root, _, _ = archive
+    source = _a_nifti(root)
+    proc = cli("filter", source, tmp_path / "out.zarr", *args, "--backend", "numba")
+    assert proc.returncode == 0, proc.stderr
+    image = np.asarray(open_volume(source).data.compute(), dtype=np.float64)
+    written = open_volume(tmp_path / "out.zarr")
+    assert written.spacing == pytest.approx(open_volume(source).spacing)
+    result = np.asarray(written.data.compute())
+    assert result.dtype == np.float32
+    # float32 output against float64 scipy: HU values up to ~1e3, rtol 1e-5 of the range.
+    np.testing.assert_allclose(result, reference(image), rtol=1e-5, atol=1e-2)
+
+
+def test_filter_options_from_config_and_cli_override(archive, tmp_path):
+    root, _, _ = archive
+    source = root / "dicom" / next(p.name for p in (root / "dicom").iterdir())
+    config = tmp_path / "c.toml"
+    config.write_text('quiet = true\n[filter]\nfilter = "gaussian_filter"\nsigma = [1.0, 2.0, 2.0]\n'
+                      'backend = "numpy"\n')
+    proc = cli("--config", config, "filter", source, tmp_path / "a.zarr", "--sigma", "0.7")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""  # quiet from the file
+    image = np.asarray(open_volume(source).data.compute(), dtype=np.float64)
+    result = np.asarray(open_volume(tmp_path / "a.zarr").data.compute())
+    np.testing.assert_allclose(result, ndimage.gaussian_filter(image, 0.7), rtol=1e-5, atol=1e-2)
+
+    config.write_text('[filter]\nfilter = "gaussian_filter"\nsigmaa = 1.0\n')
+    proc = cli("--config", config, "filter", source, tmp_path / "b.zarr")
+    assert proc.returncode == 2 and "sigmaa" in _error_line(proc)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["filter", "{nifti}", "{tmp}/x.zarr", "--filter", "gausian_filter"],
+     "did you mean 'gaussian_filter'"),
+    (["filter", "{root}/nifti/nope.nii.gz", "{tmp}/x.zarr", "--filter", "sobel"],
+     "no such file"),
+    (["filter", "{nifti}", "{tmp}/x.zarr", "--filter", "sobel",
+      "--sigma", "2"], "--sigma does not apply"),
+    (["filter", "{nifti}", "{tmp}/x.zarr", "--filter", "gaussian_filter"],
+     "needs --sigma"),
+    (["features", "{root}/missing.csv", "--out", "{tmp}/f"], "not found"),
+    (["train", "{root}/manifest.csv", "--out", "{tmp}/m"], "--label is required"),
+    (["bench", "--size", "many"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_usage_errors_exit_2_with_one_line(archive, tmp_path, args, fragment):
+    root, _, _ = archive
+    args = [a.format(root=root, tmp=tmp_path, nifti=_a_nifti(root)) for a in args]
+    proc = cli(*args)
+    assert proc.returncode == 2
+    assert fragment in _error_line(proc)
+
+
+def test_debug_shows_the_traceback(archive, tmp_path):
+    root, _, _ = archive
+    proc = cli("--debug", "filter", root / "nifti" / "nope.nii.gz", tmp_path / "x.zarr",
+               "--filter", "sobel")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_bench_writes_table_json_and_chart(tmp_path):
+    proc = cli("--json", "bench", "--size", 16, "--repeat", 1, "--filters", "gaussian_filter",
+               "--backends", "numpy", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    rows = {r["backend"]: r for r in result["results"]}
+    assert set(rows) == {"scipy.ndimage", "numpy"}
+    assert rows["numpy"]["max_abs_diff_vs_scipy"] < 1e-3
+    assert all(r["megavoxels_per_s"] > 0 for r in rows.values())
+    assert json.loads((tmp_path / "bench.json").read_text())["results"] == result["results"]
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_command_has_help_with_examples():
+    for command in ("info", "filter", "features", "train", "predict", "run", "bench", "demo"):
+        proc = cli(command, "--help")
+        assert proc.returncode == 0 and "examples:" in proc.stdout, command

@@ -1,0 +1,110 @@
+"""The HTML report: images written and referenced by relative paths, numbers from the model."""
+
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from medimg_fast import classify
+from medimg_fast.report import (
+    feature_importances,
+    out_of_fold_probabilities,
+    save_slices_png,
+    write_report,
+)
+
+
+@pytest.fixture(scope="module")
+def study():
+    rng = np.random.default_rng(3)
+    n = 40
+    labels = np.array(["a", "b"] * (n // 2))
+    informative = (labels == "b") * 1.5 + rng.normal(size=n)
+    table = pd.DataFrame({
+        "path": [f"/data/case{i:02d}.nii.gz" for i in range(n)],
+        "mask": [None] * n,
+        "label": labels,
+        "subject": [f"S{i // 2:02d}" for i in range(n)],
+        "stat_mean": rng.normal(size=n),
+        "cm_contrast_3D_avg": informative,
+        "noise_<script>": rng.normal(size=n),
+    })
+    cols = ["stat_mean", "cm_contrast_3D_avg", "noise_<script>"]
+    training = classify.train(table[cols], labels, cv=4, groups=table["subject"])
+    errors = pd.DataFrame([{"path": "/data/bad.nii.gz", "mask": None, "stage": "read",
+                            "error_type": "CorruptVolumeError", "message": "truncated <gz>"}])
+    return table, errors, training
+
+
+def _referenced_images(report):
+    text = report.read_text(encoding="utf-8")
+    return text, [html.unescape(s) for s in re.findall(r'<img src="([^"]+)"', text)]
+
+
+def test_report_images_exist_and_are_relative(tmp_path, study):
+    table, errors, training = study
+    example = save_slices_png(tmp_path / "out" / "images" / "example.png",
+                              [("original", np.arange(64.0).reshape(8, 8)),
+                               ("constant", np.zeros((8, 8)))])
+    stages = [{"stage": "features", "seconds": 2.0, "volumes": 40, "megavoxels": 8.0}]
+    report = write_report(tmp_path / "out" / "report.html", features=table, errors=errors,
+                          training=training, stages=stages,
+                          examples=[{"title": "example", "path": example}])
+    text, images = _referenced_images(report)
+    names = {Path(p).name for p in images}
+    assert {"confusion_matrix.png", "roc_curve.png", "feature_importance.png",
+            "stage_seconds.png", "example.png"} <= names
+    for src in images:
+        assert not Path(src).is_absolute()
+        target = report.parent / src
+        assert target.is_file() and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Untrusted text (feature names, error messages) is escaped, never markup.
+    assert "<script>" not in text and "noise_&lt;script&gt;" in text
+    assert "truncated &lt;gz&gt;" in text
+    # The throughput row: 40 volumes in 2 s -> 20 volumes/s, 4 megavoxels/s.
+    assert re.search(r"<td>features</td><td>2</td><td>40</td><td>20</td><td>4</td>", text)
+
+
+def test_report_moves_with_its_folder(tmp_path, study):
+    table, errors, training = study
+    report = write_report(tmp_path / "a" / "report.html", features=table, errors=errors,
+                          training=training)
+    moved = tmp_path / "b"
+    report.parent.rename(moved)
+    _, images = _referenced_images(moved / "report.html")
+    assert images and all((moved / src).is_file() for src in images)
+
+
+def test_out_of_fold_probabilities_reproduce_the_cv(study):
+    table, _, training = study
+    X = table[training.feature_names].to_numpy(float)
+    y = table["label"].to_numpy()
+    proba = out_of_fold_probabilities(training, X, y)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    # Independent check: sklearn's AUC of these probabilities is the pooled CV AUC that
+    # train() computed from its own fold models.
+    auc = roc_auc_score(y == "b", proba[:, 1])
+    assert auc == pytest.approx(training.metrics["roc_auc_pooled"], abs=1e-12)
+    pred = np.asarray(training.classes)[proba.argmax(axis=1)]
+    cm = pd.crosstab(pd.Series(y), pd.Series(pred)).reindex(
+        index=training.classes, columns=training.classes, fill_value=0).to_numpy()
+    np.testing.assert_array_equal(cm, training.metrics["confusion_matrix"])
+
+
+def test_feature_importances_rank_the_informative_feature_first(study):
+    table, _, training = study
+    X = table[training.feature_names].to_numpy(float)
+    kind, values = feature_importances(training, X, table["label"])
+    assert "impurity" in kind and len(values) == 3
+    assert training.feature_names[int(np.argmax(values))] == "cm_contrast_3D_avg"
+
+
+def test_report_without_model(tmp_path):
+    report = write_report(tmp_path / "r.html", features=pd.DataFrame(), errors=None,
+                          note="no model trained: one class")
+    text = report.read_text()
+    assert "no model trained" in text and "<img" not in text
