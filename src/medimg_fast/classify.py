@@ -69,7 +69,7 @@ def _build(model: str, random_state):
     steps = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
     if model == "random_forest":
         steps.append(("model", RandomForestClassifier(n_estimators=300,
-                                                      random_state=random_state)))
+                                                      random_state=random_state, extra={"oof_proba": proba})))
     elif model == "logistic_regression":
         steps += [("scale", StandardScaler()),
                   ("model", LogisticRegression(max_iter=5000))]
@@ -106,6 +106,29 @@ def _as_table(features, *, name="features"):
     return arr, None
 
 
+def _column_names(features):
+    """Column names of a table-like ``features``, or None for a bare array."""
+    if hasattr(features, "columns"):
+        return [str(c) for c in features.columns]
+    if isinstance(features, Mapping):
+        return [str(c) for c in features]
+    if isinstance(features, Sequence) and len(features) and isinstance(features[0], Mapping):
+        return [str(c) for c in features[0]]
+    return None
+
+
+def _select_columns(features, names):
+    """The columns ``names`` of a table-like ``features``, in that order, same kind."""
+    if hasattr(features, "columns"):
+        by_name = {str(c): c for c in features.columns}
+        return features[[by_name[n] for n in names]]
+    if isinstance(features, Mapping):
+        by_name = {str(c): c for c in features}
+        return {n: features[by_name[n]] for n in names}
+    by_name = {str(c): c for c in features[0]}
+    return [{n: row[by_name[n]] for n in names} for row in features]
+
+
 def _data_hash(X, y, names) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(names).encode())
@@ -131,6 +154,9 @@ class TrainResult:
     classes : list
     fold_of_sample : ndarray of int
         The test fold of each sample.
+    extra : dict
+        ``oof_proba``: the out-of-fold class probabilities of every sample (columns in
+        ``classes`` order), from which the pooled metrics were computed.
     model_name : str
     data_hash : str
         SHA-256 of feature names, values and labels.
@@ -261,7 +287,7 @@ def train(features, labels, *, model="random_forest", groups=None, cv=5, random_
     return TrainResult(model=final, metrics=metrics, feature_names=list(names),
                        classes=classes.tolist(), fold_of_sample=fold_of, model_name=model,
                        data_hash=_data_hash(X, y, names), settings=settings, cv=int(cv),
-                       random_state=random_state)
+                       random_state=random_state, extra={"oof_proba": proba})
 
 
 def _auc(roc_auc_score, y, proba, classes):
@@ -364,7 +390,7 @@ class LoadedModel:
         ValueError
             If feature columns are missing; the message lists them.
         """
-        X, cols = _as_table(features)
+        cols = _column_names(features)
         if cols is None:
             raise TypeError(
                 "`features` must have named columns (a DataFrame, a dict of columns or a "
@@ -376,8 +402,8 @@ class LoadedModel:
             raise ValueError(
                 f"`features` lacks {len(missing)} of the model's feature columns: {missing}"
             )
-        pos = {c: i for i, c in enumerate(cols)}
-        X = X[:, [pos[c] for c in want]]
+        # select before converting: other columns (path, subject, ...) may hold text
+        X, _ = _as_table(_select_columns(features, want))
         proba = self.pipeline.predict_proba(X)
         classes = np.asarray(self.pipeline.classes_)
         return classes[np.argmax(proba, axis=1)], proba
