@@ -69,7 +69,7 @@ def _build(model: str, random_state):
     steps = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
     if model == "random_forest":
         steps.append(("model", RandomForestClassifier(n_estimators=300,
-                                                      random_state=random_state, extra={"oof_proba": proba})))
+                                                      random_state=random_state)))
     elif model == "logistic_regression":
         steps += [("scale", StandardScaler()),
                   ("model", LogisticRegression(max_iter=5000))]
