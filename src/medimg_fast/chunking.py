@@ -141,9 +141,13 @@ def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, c
             padded_chunks.append(tuple(c))
         work = work.rechunk(tuple(padded_chunks))
 
+    # An axis held in one chunk needs no neighbour's voxels (and Dask refuses a halo
+    # deeper than a short axis); the kernel extends it at its true faces.
+    overlap = {axis: (0 if len(c) == 1 else d) for axis, (c, d) in
+               enumerate(zip(work.chunks, depth))}
     result = work.map_overlap(
         block_function,
-        depth={axis: d for axis, d in enumerate(depth)},
+        depth=overlap,
         boundary="none",
         trim=True,
         dtype=dtype,

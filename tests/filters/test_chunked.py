@@ -83,7 +83,8 @@ def test_numba_equals_numpy(volume, name, mode, sigma, size):
     b = FILTERS[name](image, params, mode=mode, cval=2.5, backend="numpy")
     assert a.dtype == b.dtype
     selection = name in ("median", "minimum", "maximum")
-    assert_close_to_reference(a, b, float32=a.dtype == np.float32, selection=selection)
+    assert_close_to_reference(a, b, float32=a.dtype == np.float32, selection=selection,
+                              image=image)
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)

@@ -1,0 +1,1195 @@
+"""CPU kernels of the ``numba`` backend, compiled with numba and parallel over cores.
+
+Every function takes a C-contiguous float32 or float64 NumPy array (already cast by the
+caller) and returns a new array of the same dtype and shape, with the semantics of the
+matching ``scipy.ndimage`` function at origin 0 and the boundary modes of
+:mod:`medimg_fast._shared.boundary` (passed as integer codes).
+
+Two properties shape the code:
+
+* **Position independence.**  The arithmetic that produces an output voxel depends only
+  on its neighbourhood values, never on where it sits: every path (contiguous or strided
+  axis, vector body or remainder) evaluates the same expression in the same order, and
+  nothing is compiled with ``fastmath`` (which would let LLVM reassociate sums or fuse
+  multiply-adds in the vector body only).  A chunk padded with its halo therefore gives
+  bit-identical results to the whole array, which the Dask layer relies on.
+* **Vectorisation along the contiguous axis.**  Loops run taps (or comparator steps)
+  outside and contiguous positions inside, on rows that live in L1, so LLVM emits SIMD
+  code without reordering any per-voxel arithmetic.
+
+The linear filters evaluate the same sums as ``scipy.ndimage`` (including its pairing of
+symmetric and antisymmetric 1-D weights), so float64 results usually match scipy to the
+last bit; float32 results accumulate in float32.
+
+Rank filters with up to :data:`SCHEDULE_MAX_COUNT` footprint elements run a *forgetful
+selection* comparator schedule (Paeth, "Median finding on a 3x3 grid", Graphics Gems,
+1990, generalised to any rank): the same compare-exchange steps for every voxel, applied
+to whole rows at once.  Larger footprints use Wirth's selection per voxel.
+
+Thread safety: numba's default ``workqueue`` threading layer aborts the process when two
+Python threads launch parallel kernels at the same time.  Unless a thread-safe layer
+(``omp`` or ``tbb``) is in use, kernel launches are serialised by
+:data:`parallel_launch_lock`; each launch already uses every core, so little is lost.
+Other modules that launch ``parallel=True`` numba code should take the same lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+from numba import prange
+
+from .._shared.boundary import CONSTANT, extend_index
+
+#: Footprints with more elements than this use per-voxel selection instead of a
+#: comparator schedule (the schedule's cost grows as count**2).
+SCHEDULE_MAX_COUNT = 64
+
+#: scipy's ``correlate`` ignores weights whose magnitude is at most DBL_EPSILON.
+_DBL_EPSILON = float(np.finfo(np.float64).eps)
+
+#: Serialises parallel launches when the threading layer is not thread-safe.
+parallel_launch_lock = threading.Lock()
+_THREADSAFE_LAYERS = ("omp", "tbb")
+_layer_is_threadsafe = False
+
+_extend = numba.njit(cache=True)(extend_index)
+
+
+def _launch(kernel, *args):
+    """Run a parallel kernel, serialised unless the active threading layer is thread-safe."""
+    global _layer_is_threadsafe
+    if _layer_is_threadsafe:
+        return kernel(*args)
+    with parallel_launch_lock:
+        result = kernel(*args)
+        try:
+            _layer_is_threadsafe = numba.threading_layer() in _THREADSAFE_LAYERS
+        except ValueError:  # no parallel region has run yet
+            pass
+        return result
+
+
+def _partition(total, per_thread=8):
+    """Split ``total`` work items into blocks, several per thread for load balance.
+
+    Returns ``(block_size, n_blocks)``.  The split only decides which thread computes
+    which voxels, never how a voxel is computed.
+    """
+    if total <= 0:
+        return 1, 0
+    n_blocks = min(total, max(1, per_thread * numba.get_num_threads()))
+    block = -(-total // n_blocks)
+    return block, -(-total // block)
+
+
+# --------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _fill_extended(ext, line, before, mode, cval):
+    """Copy ``line`` into ``ext[before:before + n]`` and extend it on both sides."""
+    n = line.shape[0]
+    m = ext.shape[0]
+    for p in range(before):
+        k = _extend(p - before, n, mode)
+        ext[p] = line[k] if k >= 0 else cval
+    ext[before:before + n] = line
+    for p in range(before + n, m):
+        k = _extend(p - before, n, mode)
+        ext[p] = line[k] if k >= 0 else cval
+
+
+@numba.njit(cache=True)
+def _fill_window_rows(rows, img, z, y, kz, ky, cz, cy, cx, used, mode, cval):
+    """Fill ``rows[iz * ky + iy]`` with image row ``(z + iz - cz, y + iy - cy)``,
+    extended along x by ``cx`` before (and the rest of the row length after)."""
+    nz, ny, _ = img.shape
+    for iz in range(kz):
+        zz = _extend(z + iz - cz, nz, mode)
+        for iy in range(ky):
+            r = iz * ky + iy
+            if not used[r]:
+                continue
+            yy = _extend(y + iy - cy, ny, mode)
+            if zz < 0 or yy < 0:
+                rows[r, :] = cval
+            else:
+                _fill_extended(rows[r], img[zz, yy], cx, mode, cval)
+
+
+@numba.njit(cache=True)
+def _strided_row(src, cval_row, o, i, n, mode, x0, x1):
+    """Row ``(o, i)`` of a (outer, n, inner) array, extended along ``n``; a row of
+    ``cval`` outside the axis in constant mode."""
+    k = _extend(i, n, mode)
+    if k < 0:
+        return cval_row[0, 0, x0:x1]
+    return src[o, k, x0:x1]
+
+
+# --------------------------------------------------------------------------------------
+# correlate1d
+# --------------------------------------------------------------------------------------
+# Per voxel, with c = K // 2 and v[k] the sample under tap k, exactly as scipy sums:
+#   symmetric (odd K, w[c-j] == w[c+j]):      v[c]*w[c], then += (v[c-j] + v[c+j])*w[c-j]
+#   antisymmetric (odd K, w[c-j] == -w[c+j]): v[c]*w[c], then += (v[c-j] - v[c+j])*w[c-j]
+#   otherwise:                                v[K-1]*w[K-1], then += v[k]*w[k], k = 0..K-2
+# with j running from c down to 1.  Both layouts below evaluate exactly this.
+
+
+@numba.njit(cache=True)
+def _correlate_line(ext, out, w, symmetry):
+    # shifted views instead of ext[x + k]: a provably non-negative index lets LLVM drop
+    # numba's negative-index wraparound and vectorise
+    n = out.shape[0]
+    taps = w.shape[0]
+    c = taps // 2
+    if symmetry != 0:
+        centre = ext[c:c + n]
+        wc = w[c]
+        for x in range(n):
+            out[x] = centre[x] * wc
+        for j in range(c, 0, -1):
+            left = ext[c - j:c - j + n]
+            right = ext[c + j:c + j + n]
+            wj = w[c - j]
+            if symmetry > 0:
+                for x in range(n):
+                    out[x] += (left[x] + right[x]) * wj
+            else:
+                for x in range(n):
+                    out[x] += (left[x] - right[x]) * wj
+    else:
+        last = ext[taps - 1:taps - 1 + n]
+        wl = w[taps - 1]
+        for x in range(n):
+            out[x] = last[x] * wl
+        for k in range(taps - 1):
+            src = ext[k:k + n]
+            wk = w[k]
+            for x in range(n):
+                out[x] += src[x] * wk
+
+
+@numba.njit(parallel=True, cache=True)
+def _correlate1d_contiguous(src, out, w, symmetry, mode, cval, block, n_blocks):
+    outer, n = src.shape
+    taps = w.shape[0]
+    for b in prange(n_blocks):
+        ext = np.empty(n + taps - 1, dtype=src.dtype)
+        for o in range(b * block, min(outer, (b + 1) * block)):
+            _fill_extended(ext, src[o], taps // 2, mode, cval)
+            _correlate_line(ext, out[o], w, symmetry)
+
+
+@numba.njit(parallel=True, cache=True)
+def _correlate1d_strided(src, out, cval_row, w, symmetry, mode, xblock, n_xblocks):
+    outer, n, inner = src.shape
+    taps = w.shape[0]
+    c = taps // 2
+    for item in prange(outer * n_xblocks):
+        o = item // n_xblocks
+        x0 = (item - o * n_xblocks) * xblock
+        x1 = min(inner, x0 + xblock)
+        m = x1 - x0
+        for i in range(n):
+            orow = out[o, i, x0:x1]
+            if symmetry != 0:
+                a = _strided_row(src, cval_row, o, i, n, mode, x0, x1)
+                wc = w[c]
+                for x in range(m):
+                    orow[x] = a[x] * wc
+                for j in range(c, 0, -1):
+                    a = _strided_row(src, cval_row, o, i - j, n, mode, x0, x1)
+                    bb = _strided_row(src, cval_row, o, i + j, n, mode, x0, x1)
+                    wj = w[c - j]
+                    if symmetry > 0:
+                        for x in range(m):
+                            orow[x] += (a[x] + bb[x]) * wj
+                    else:
+                        for x in range(m):
+                            orow[x] += (a[x] - bb[x]) * wj
+            else:
+                a = _strided_row(src, cval_row, o, i + taps - 1 - c, n, mode, x0, x1)
+                wl = w[taps - 1]
+                for x in range(m):
+                    orow[x] = a[x] * wl
+                for k in range(taps - 1):
+                    a = _strided_row(src, cval_row, o, i + k - c, n, mode, x0, x1)
+                    wk = w[k]
+                    for x in range(m):
+                        orow[x] += a[x] * wk
+
+
+def _symmetry(weights):
+    """scipy's test: +1 symmetric, -1 antisymmetric (odd lengths only), else 0."""
+    taps = weights.shape[0]
+    if taps % 2 == 0 or taps == 1:
+        return 1 if taps == 1 else 0
+    c = taps // 2
+    left = weights[c - 1::-1]
+    right = weights[c + 1:]
+    if np.all(np.abs(right - left) <= _DBL_EPSILON):
+        return 1
+    if np.all(np.abs(right + left) <= _DBL_EPSILON):
+        return -1
+    return 0
+
+
+def _axis_view(image, axis):
+    """View a C-contiguous array as (outer, n, inner) around ``axis``."""
+    ndim = image.ndim
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"`axis` must lie in [{-ndim}, {ndim}) for a {ndim}-D image, "
+                         f"got {axis!r}")
+    axis %= ndim
+    shape = image.shape
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return image.reshape(outer, shape[axis], inner)
+
+
+def _strided_blocks(outer, inner):
+    """Column block size along the contiguous axis for the strided kernels."""
+    threads = numba.get_num_threads()
+    # enough items to balance the threads; long blocks stream well (each row of a block
+    # is a separate memory stream), and 2048 columns x taps rows still sit in L2
+    want = max(1, -(-4 * threads // max(outer, 1)))
+    xblock = min(2048, max(64, -(-inner // want)))
+    xblock = min(xblock, inner)
+    return xblock, -(-inner // xblock)
+
+
+def _check_image(image):
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.float32, np.float64):
+        raise TypeError("`image` must be a float32 or float64 NumPy array, got "
+                        f"{type(image).__name__} of dtype {getattr(image, 'dtype', None)}")
+    if image.ndim < 1:
+        raise ValueError(f"`image` must have at least one dimension, got shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def correlate1d(image, weights, axis, mode_code, cval):
+    """1-D correlation along ``axis`` (``scipy.ndimage.correlate1d``, origin 0).
+
+    Parameters
+    ----------
+    image : ndarray
+        float32 or float64 array of any dimensionality.
+    weights : array_like
+        1-D weights; the centre tap is ``len(weights) // 2``.
+    axis : int
+        Axis to correlate along.
+    mode_code : int
+        Boundary mode code from :mod:`medimg_fast._shared.boundary`.
+    cval : float
+        Value outside the array in constant mode.
+
+    Returns
+    -------
+    ndarray
+        New array of the image's dtype and shape.
+    """
+    image = _check_image(image)
+    w64 = np.asarray(weights, dtype=np.float64)
+    if w64.ndim != 1 or w64.size == 0:
+        raise ValueError(f"`weights` must be a non-empty 1-D array, got shape {w64.shape}")
+    view = _axis_view(image, axis)
+    out = np.empty_like(image)
+    if image.size == 0:
+        return out
+    outer, n, inner = view.shape
+    dtype = image.dtype.type
+    w = w64.astype(image.dtype)
+    symmetry = _symmetry(w64)
+    if inner == 1:
+        block, n_blocks = _partition(outer)
+        _launch(_correlate1d_contiguous, view.reshape(outer, n), out.reshape(outer, n), w,
+                symmetry, int(mode_code), dtype(cval), block, n_blocks)
+    else:
+        xblock, n_xblocks = _strided_blocks(outer, inner)
+        cval_row = np.full((1, 1, inner), cval, dtype=image.dtype)
+        _launch(_correlate1d_strided, view, out.reshape(view.shape), cval_row, w, symmetry,
+                int(mode_code), xblock, n_xblocks)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# extremum_filter1d
+# --------------------------------------------------------------------------------------
+# Per voxel: r = v[0]; then r = v[k] if v[k] > r (maximum; < for minimum), k = 1..size-1.
+
+
+@numba.njit(cache=True)
+def _extremum_line(ext, out, size, maximum):
+    n = out.shape[0]
+    out[:] = ext[:n]
+    for k in range(1, size):
+        src = ext[k:k + n]
+        if maximum:
+            for x in range(n):
+                v = src[x]
+                r = out[x]
+                out[x] = max(r, v)
+        else:
+            for x in range(n):
+                v = src[x]
+                r = out[x]
+                out[x] = min(r, v)
+
+
+@numba.njit(parallel=True, cache=True)
+def _extremum1d_contiguous(src, out, size, maximum, mode, cval, block, n_blocks):
+    outer, n = src.shape
+    for b in prange(n_blocks):
+        ext = np.empty(n + size - 1, dtype=src.dtype)
+        for o in range(b * block, min(outer, (b + 1) * block)):
+            _fill_extended(ext, src[o], size // 2, mode, cval)
+            _extremum_line(ext, out[o], size, maximum)
+
+
+@numba.njit(parallel=True, cache=True)
+def _extremum1d_strided(src, out, cval_row, size, maximum, mode, xblock, n_xblocks):
+    outer, n, inner = src.shape
+    before = size // 2
+    for item in prange(outer * n_xblocks):
+        o = item // n_xblocks
+        x0 = (item - o * n_xblocks) * xblock
+        x1 = min(inner, x0 + xblock)
+        m = x1 - x0
+        for i in range(n):
+            orow = out[o, i, x0:x1]
+            a = _strided_row(src, cval_row, o, i - before, n, mode, x0, x1)
+            orow[:] = a
+            for k in range(1, size):
+                a = _strided_row(src, cval_row, o, i - before + k, n, mode, x0, x1)
+                if maximum:
+                    for x in range(m):
+                        v = a[x]
+                        r = orow[x]
+                        orow[x] = max(r, v)
+                else:
+                    for x in range(m):
+                        v = a[x]
+                        r = orow[x]
+                        orow[x] = min(r, v)
+
+
+def extremum_filter1d(image, size, axis, mode_code, cval, maximum):
+    """Running minimum or maximum of ``size`` samples along ``axis``.
+
+    The window of output ``i`` is ``[i - size//2, i - size//2 + size)``, as in
+    ``scipy.ndimage.minimum_filter1d`` / ``maximum_filter1d`` with origin 0.
+
+    Parameters
+    ----------
+    image : ndarray
+        float32 or float64 array of any dimensionality.
+    size : int
+        Window length, at least 1.
+    axis : int
+        Axis to filter along.
+    mode_code : int
+        Boundary mode code from :mod:`medimg_fast._shared.boundary`.
+    cval : float
+        Value outside the array in constant mode.
+    maximum : bool
+        True for the running maximum, False for the minimum.
+
+    Returns
+    -------
+    ndarray
+        New array of the image's dtype and shape.
+    """
+    image = _check_image(image)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"`size` must be a positive integer, got {size!r}")
+    size = int(size)
+    view = _axis_view(image, axis)
+    out = np.empty_like(image)
+    if image.size == 0:
+        return out
+    outer, n, inner = view.shape
+    dtype = image.dtype.type
+    if inner == 1:
+        block, n_blocks = _partition(outer)
+        _launch(_extremum1d_contiguous, view.reshape(outer, n), out.reshape(outer, n), size,
+                bool(maximum), int(mode_code), dtype(cval), block, n_blocks)
+    else:
+        xblock, n_xblocks = _strided_blocks(outer, inner)
+        cval_row = np.full((1, 1, inner), cval, dtype=image.dtype)
+        _launch(_extremum1d_strided, view, out.reshape(view.shape), cval_row, size,
+                bool(maximum), int(mode_code), xblock, n_xblocks)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# N-D correlate and rank filters (1-D to 3-D, promoted to 3-D)
+# --------------------------------------------------------------------------------------
+
+
+def _as_3d(image, kernel):
+    """Prepend unit axes so that ``image`` and ``kernel`` are 3-D."""
+    if kernel.ndim != image.ndim:
+        raise ValueError(f"the filter must have as many dimensions as `image` ({image.ndim}), "
+                         f"got shape {kernel.shape}")
+    if not 1 <= image.ndim <= 3:
+        raise ValueError(f"`image` must be 1-D to 3-D for this kernel, got {image.ndim}-D")
+    if 0 in kernel.shape:
+        raise ValueError(f"the filter must not be empty, got shape {kernel.shape}")
+    lead = (1,) * (3 - image.ndim)
+    return image.reshape(lead + image.shape), kernel.reshape(lead + kernel.shape)
+
+
+def _taps(mask_3d):
+    """Window-row index and x offset of each True tap (C order), and which window rows
+    any tap reads."""
+    kz, ky, _ = mask_3d.shape
+    iz, iy, ix = np.nonzero(mask_3d)  # C order, as scipy walks a footprint
+    rows = (iz * ky + iy).astype(np.int64)
+    used = np.zeros(kz * ky, dtype=np.bool_)
+    used[rows] = True
+    return rows, ix.astype(np.int64), used
+
+
+@numba.njit(parallel=True, cache=True)
+def _correlate_nd(img, out, shape_k, tap_row, tap_dx, tap_w, used, mode, cval, block,
+                  n_blocks):
+    nz, ny, nx = img.shape
+    kz, ky, kx = shape_k
+    cz, cy, cx = kz // 2, ky // 2, kx // 2
+    n_taps = tap_row.shape[0]
+    for b in prange(n_blocks):
+        rows = np.empty((kz * ky, nx + kx - 1), dtype=img.dtype)
+        for r in range(b * block, min(nz * ny, (b + 1) * block)):
+            z = r // ny
+            y = r - z * ny
+            _fill_window_rows(rows, img, z, y, kz, ky, cz, cy, cx, used, mode, cval)
+            orow = out[z, y]
+            # scipy starts from 0 and adds taps in C order
+            orow[:] = 0
+            for t in range(n_taps):
+                off = tap_dx[t]
+                src = rows[tap_row[t], off:off + nx]
+                wt = tap_w[t]
+                for x in range(nx):
+                    orow[x] += src[x] * wt
+
+
+def correlate(image, weights, mode_code, cval):
+    """N-D correlation (``scipy.ndimage.correlate``, origin 0), for 1-D to 3-D images.
+
+    Parameters
+    ----------
+    image : ndarray
+        float32 or float64 array, 1-D to 3-D.
+    weights : array_like
+        Weights with ``image.ndim`` dimensions, centred at ``shape // 2``.  As in scipy,
+        weights of magnitude at most DBL_EPSILON are skipped.
+    mode_code : int
+        Boundary mode code from :mod:`medimg_fast._shared.boundary`.
+    cval : float
+        Value outside the array in constant mode.
+
+    Returns
+    -------
+    ndarray
+        New array of the image's dtype and shape.
+    """
+    image = _check_image(image)
+    w64 = np.asarray(weights, dtype=np.float64)
+    img3, w3 = _as_3d(image, w64)
+    out = np.empty_like(image)
+    if image.size == 0:
+        return out
+    tap_row, tap_dx, used = _taps(np.abs(w3) > _DBL_EPSILON)
+    tap_w = w3[np.abs(w3) > _DBL_EPSILON].astype(image.dtype)
+    block, n_blocks = _partition(img3.shape[0] * img3.shape[1])
+    _launch(_correlate_nd, img3, out.reshape(img3.shape), np.array(w3.shape, dtype=np.int64),
+            tap_row, tap_dx, tap_w, used, int(mode_code), image.dtype.type(cval), block,
+            n_blocks)
+    return out
+
+
+def selection_schedule(count, rank):
+    """Compare-exchange steps that leave the ``rank``-th smallest of ``count`` slots in
+    one slot (forgetful selection, generalised to any rank).
+
+    A slot set ``S`` takes inputs one at a time; while the inputs not yet taken (``U``)
+    cannot fill the ranks below ``min(S)`` (``len(U) < rank``), that minimum cannot be
+    the answer and is dropped (``rank`` decreases); while ``len(S) - 1 > rank`` the
+    maximum of ``S`` is dropped.  Minimum and maximum are found together by pairing the
+    slots and running two tournaments.
+
+    Parameters
+    ----------
+    count : int
+        Number of values (footprint elements), at least 1.
+    rank : int
+        Wanted order statistic, ``0 <= rank < count``.
+
+    Returns
+    -------
+    ops : ndarray of int64, shape (k, 2)
+        Each row ``(i, j)`` means ``slot[i], slot[j] = min(...), max(...)``.
+    result : int
+        Slot holding the answer after all steps.
+    """
+    if count < 1 or not 0 <= rank < count:
+        raise ValueError(f"`rank` must lie in [0, {count}), got {rank!r}")
+    ops = []
+    active = []
+    pending = list(range(count))
+    r = rank
+    while True:
+        can_min = len(active) >= 1 and len(pending) < r
+        can_max = len(active) >= 1 and len(active) - 1 > r
+        if can_min and can_max and len(active) >= 2:
+            lows, highs = [], []
+            for k in range(0, len(active) - 1, 2):
+                ops.append((active[k], active[k + 1]))
+                lows.append(active[k])
+                highs.append(active[k + 1])
+            if len(active) % 2:
+                lows.append(active[-1])
+                highs.append(active[-1])
+            for s in lows[1:]:
+                ops.append((lows[0], s))
+            for s in highs[1:]:
+                ops.append((s, highs[0]))
+            active = [s for s in active if s not in (lows[0], highs[0])]
+            r -= 1
+        elif can_min:
+            for s in active[1:]:
+                ops.append((active[0], s))
+            active = active[1:]
+            r -= 1
+        elif can_max:
+            for s in active[1:]:
+                ops.append((s, active[0]))
+            active = active[1:]
+        elif pending:
+            active.append(pending.pop(0))
+        else:
+            break
+    if len(active) != 1 or r != 0:  # pragma: no cover - guards the derivation above
+        raise AssertionError("selection schedule did not converge")
+    return np.array(ops, dtype=np.int64).reshape(-1, 2), active[0]
+
+
+def network_source(name, count, rank):
+    """Python source of a numba function returning the ``rank``-th smallest of its
+    ``count`` arguments through the compare-exchanges of :func:`selection_schedule`.
+
+    The generated functions at the end of this module were written by this function;
+    the test suite checks that they are still what it produces.  Straight-line code keeps
+    every value in a register and lets LLVM vectorise the caller's loop over x.
+    """
+    ops, result = selection_schedule(count, rank)
+    lines = ["@numba.njit(cache=True, inline=\"always\")", f"def {name}("]
+    for start in range(0, count, 10):
+        names = ", ".join(f"v{t}" for t in range(start, min(count, start + 10)))
+        lines.append(f"        {names},")
+    lines.append("):")
+    lines.append(f'    """Rank {rank} of {count} values (generated by network_source)."""')
+    for i, j in ops:
+        lines.append(f"    v{i}, v{j} = min(v{i}, v{j}), max(v{j}, v{i})")
+    lines.append(f"    return v{result}")
+    return "\n".join(lines) + "\n"
+
+
+@numba.njit(parallel=True, cache=True)
+def _rank_scheduled(img, out, shape_k, tap_row, tap_dx, used, ops, result, mode, cval, block,
+                    n_blocks, xblock):
+    nz, ny, nx = img.shape
+    kz, ky, kx = shape_k
+    cz, cy, cx = kz // 2, ky // 2, kx // 2
+    count = tap_row.shape[0]
+    n_ops = ops.shape[0]
+    for b in prange(n_blocks):
+        rows = np.empty((kz * ky, nx + kx - 1), dtype=img.dtype)
+        slots = np.empty((count, xblock), dtype=img.dtype)
+        for r in range(b * block, min(nz * ny, (b + 1) * block)):
+            z = r // ny
+            y = r - z * ny
+            _fill_window_rows(rows, img, z, y, kz, ky, cz, cy, cx, used, mode, cval)
+            for x0 in range(0, nx, xblock):
+                m = min(xblock, nx - x0)
+                for t in range(count):
+                    s0 = x0 + tap_dx[t]
+                    slots[t, :m] = rows[tap_row[t], s0:s0 + m]
+                for q in range(n_ops):
+                    lo = slots[ops[q, 0]]
+                    hi = slots[ops[q, 1]]
+                    for x in range(m):
+                        p = lo[x]
+                        v = hi[x]
+                        lo[x] = min(p, v)
+                        hi[x] = max(v, p)
+                out[z, y, x0:x0 + m] = slots[result, :m]
+
+
+@numba.njit(cache=True)
+def _select_inplace(buf, n, k):
+    """k-th smallest of ``buf[:n]`` (Wirth's selection; reorders ``buf``)."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        pivot = buf[k]
+        i = lo
+        j = hi
+        while True:
+            while buf[i] < pivot:
+                i += 1
+            while pivot < buf[j]:
+                j -= 1
+            if i <= j:
+                t = buf[i]
+                buf[i] = buf[j]
+                buf[j] = t
+                i += 1
+                j -= 1
+            if i > j:
+                break
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return buf[k]
+
+
+@numba.njit(parallel=True, cache=True)
+def _rank_select(img, out, shape_k, tap_row, tap_dx, used, rank, mode, cval, block, n_blocks):
+    nz, ny, nx = img.shape
+    kz, ky, kx = shape_k
+    cz, cy, cx = kz // 2, ky // 2, kx // 2
+    count = tap_row.shape[0]
+    for b in prange(n_blocks):
+        rows = np.empty((kz * ky, nx + kx - 1), dtype=img.dtype)
+        buf = np.empty(count, dtype=img.dtype)
+        for r in range(b * block, min(nz * ny, (b + 1) * block)):
+            z = r // ny
+            y = r - z * ny
+            _fill_window_rows(rows, img, z, y, kz, ky, cz, cy, cx, used, mode, cval)
+            for x in range(nx):
+                for t in range(count):
+                    buf[t] = rows[tap_row[t], x + tap_dx[t]]
+                out[z, y, x] = _select_inplace(buf, count, rank)
+
+
+@numba.njit(parallel=True, cache=True)
+def _median_box_3x3x3(img, out, mode, cval, block, n_blocks):
+    nz, ny, nx = img.shape
+    used = np.ones(9, dtype=np.bool_)
+    for b in prange(n_blocks):
+        rows = np.empty((9, nx + 2), dtype=img.dtype)
+        for r in range(b * block, min(nz * ny, (b + 1) * block)):
+            z = r // ny
+            y = r - z * ny
+            _fill_window_rows(rows, img, z, y, 3, 3, 1, 1, 1, used, mode, cval)
+            r0 = rows[0]
+            r1 = rows[1]
+            r2 = rows[2]
+            r3 = rows[3]
+            r4 = rows[4]
+            r5 = rows[5]
+            r6 = rows[6]
+            r7 = rows[7]
+            r8 = rows[8]
+            orow = out[z, y]
+            for x in range(nx):
+                x1 = x + 1
+                x2 = x + 2
+                orow[x] = _median_of_27(
+                    r0[x], r0[x1], r0[x2], r1[x], r1[x1], r1[x2], r2[x], r2[x1], r2[x2],
+                    r3[x], r3[x1], r3[x2], r4[x], r4[x1], r4[x2], r5[x], r5[x1], r5[x2],
+                    r6[x], r6[x1], r6[x2], r7[x], r7[x1], r7[x2], r8[x], r8[x1], r8[x2])
+
+
+@numba.njit(parallel=True, cache=True)
+def _median_box_3x3(img, out, mode, cval, block, n_blocks):
+    nz, ny, nx = img.shape
+    used = np.ones(3, dtype=np.bool_)
+    for b in prange(n_blocks):
+        rows = np.empty((3, nx + 2), dtype=img.dtype)
+        for r in range(b * block, min(nz * ny, (b + 1) * block)):
+            z = r // ny
+            y = r - z * ny
+            _fill_window_rows(rows, img, z, y, 1, 3, 0, 1, 1, used, mode, cval)
+            r0 = rows[0]
+            r1 = rows[1]
+            r2 = rows[2]
+            orow = out[z, y]
+            for x in range(nx):
+                x1 = x + 1
+                x2 = x + 2
+                orow[x] = _median_of_9(r0[x], r0[x1], r0[x2], r1[x], r1[x1], r1[x2],
+                                       r2[x], r2[x1], r2[x2])
+
+
+#: Full-box median footprints with an unrolled kernel, by 3-D footprint shape.
+#: (Each unrolled network costs seconds of first compile, so only the common ones.)
+_MEDIAN_BOX_KERNELS = {(3, 3, 3): _median_box_3x3x3, (1, 3, 3): _median_box_3x3}
+
+
+def rank_filter(image, footprint, rank, mode_code, cval):
+    """Rank filter over a boolean footprint (``scipy.ndimage.rank_filter``, origin 0).
+
+    Parameters
+    ----------
+    image : ndarray
+        float32 or float64 array, 1-D to 3-D.
+    footprint : array_like of bool
+        ``image.ndim`` dimensions, centred at ``shape // 2``, at least one True element.
+    rank : int
+        Order statistic over the True elements, from 0 (minimum); the median is
+        ``count // 2``.
+    mode_code : int
+        Boundary mode code from :mod:`medimg_fast._shared.boundary`.
+    cval : float
+        Value outside the array in constant mode.
+
+    Returns
+    -------
+    ndarray
+        New array of the image's dtype and shape.
+    """
+    image = _check_image(image)
+    fp = np.asarray(footprint).astype(bool)
+    img3, fp3 = _as_3d(image, fp)
+    count = int(fp3.sum())
+    if count == 0:
+        raise ValueError("`footprint` must have at least one True element")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) \
+            or not 0 <= rank < count:
+        raise ValueError(f"`rank` must be an integer in [0, {count}), got {rank!r}")
+    out = np.empty_like(image)
+    if image.size == 0:
+        return out
+    tap_row, tap_dx, used = _taps(fp3)
+    shape_k = np.array(fp3.shape, dtype=np.int64)
+    block, n_blocks = _partition(img3.shape[0] * img3.shape[1])
+    box_kernel = _MEDIAN_BOX_KERNELS.get(fp3.shape)
+    if box_kernel is not None and count == fp3.size and rank == count // 2:
+        _launch(box_kernel, img3, out.reshape(img3.shape), int(mode_code),
+                image.dtype.type(cval), block, n_blocks)
+    elif count <= SCHEDULE_MAX_COUNT:
+        ops, result = _schedule_cached(count, int(rank))
+        nx = img3.shape[2]
+        # keep the slot rows of one x block in L1/L2
+        xblock = int(min(nx, max(64, (32768 // image.itemsize) // count)))
+        _launch(_rank_scheduled, img3, out.reshape(img3.shape), shape_k, tap_row, tap_dx, used,
+                ops, result, int(mode_code), image.dtype.type(cval), block, n_blocks, xblock)
+    else:
+        _launch(_rank_select, img3, out.reshape(img3.shape), shape_k, tap_row, tap_dx, used,
+                int(rank), int(mode_code), image.dtype.type(cval), block, n_blocks)
+    return out
+
+
+_SCHEDULES: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
+
+
+def _schedule_cached(count, rank):
+    key = (count, rank)
+    if key not in _SCHEDULES:
+        _SCHEDULES[key] = selection_schedule(count, rank)
+    return _SCHEDULES[key]
+
+
+# --------------------------------------------------------------------------------------
+# fused Sobel / Prewitt gradient magnitude
+# --------------------------------------------------------------------------------------
+# scipy's sobel(axis=a) is a chain of 1-D passes: [-1, 0, 1] along a, then [1, s, 1]
+# (s = 2 Sobel, 1 Prewitt) along the other axes in increasing order, each pass padding
+# *its own input* with cval in constant mode.  The fused kernels evaluate that chain on a
+# 3**ndim window: per stage, a window row outside the image contributes cval instead of
+# its filtered value (the ``*_in`` flags; always true in the other modes, where padding
+# commutes with the passes).  Sums are written as scipy's correlate1d writes them:
+# derivative ``c - a``, smoothing ``s*b + (a + c)``.
+
+
+@numba.njit(cache=True)
+def _smooth3(a, b, c, s):
+    return s * b + (a + c)
+
+
+@numba.njit(cache=True)
+def _pick(inside, value, cval):
+    return value if inside else cval
+
+
+@numba.njit(parallel=True, cache=True)
+def _gradient_magnitude_1d(img, out, mode, cval):
+    (nx,) = img.shape
+    ext = np.empty(nx + 2, dtype=img.dtype)
+    _fill_extended(ext, img, 1, mode, cval)
+    for x in prange(nx):
+        d = ext[x + 2] - ext[x]
+        out[x] = np.sqrt(d * d)
+
+
+@numba.njit(cache=True)
+def _close_row_ends(row, mode, cval):
+    """An intermediate row extended along x: in constant mode its ends are cval."""
+    if mode == CONSTANT:
+        row[0] = cval
+        row[row.shape[0] - 1] = cval
+
+
+@numba.njit(parallel=True, cache=True)
+def _gradient_magnitude_2d(img, out, s, use_y, use_x, mode, cval, block, n_blocks):
+    ny, nx = img.shape
+    zero = img.dtype.type(0)
+    for b in prange(n_blocks):
+        rows = np.empty((3, nx + 2), dtype=img.dtype)
+        dy_row = np.empty(nx + 2, dtype=img.dtype)
+        for y in range(b * block, min(ny, (b + 1) * block)):
+            y_in0 = _extend(y - 1, ny, mode) >= 0
+            y_in2 = _extend(y + 1, ny, mode) >= 0
+            for iy in range(3):
+                yy = _extend(y + iy - 1, ny, mode)
+                if yy < 0:
+                    rows[iy, :] = cval
+                else:
+                    _fill_extended(rows[iy], img[yy], 1, mode, cval)
+            r0 = rows[0]
+            r1 = rows[1]
+            r2 = rows[2]
+            # d/dy first (rows outside are cval already), then smoothing along x
+            for p in range(nx + 2):
+                dy_row[p] = r2[p] - r0[p]
+            _close_row_ends(dy_row, mode, cval)
+            orow = out[y]
+            for x in range(nx):
+                gy = _smooth3(dy_row[x], dy_row[x + 1], dy_row[x + 2], s)
+                gx = _smooth3(_pick(y_in0, r0[x + 2] - r0[x], cval), r1[x + 2] - r1[x],
+                              _pick(y_in2, r2[x + 2] - r2[x], cval), s)
+                acc = zero
+                if use_y:
+                    acc += gy * gy
+                if use_x:
+                    acc += gx * gx
+                orow[x] = np.sqrt(acc)
+
+
+@numba.njit(parallel=True, cache=True)
+def _gradient_magnitude_3d(img, out, s, use_z, use_y, use_x, mode, cval, block, n_blocks):
+    nz, ny, nx = img.shape
+    zero = img.dtype.type(0)
+    used = np.ones(9, dtype=np.bool_)
+    for b in prange(n_blocks):
+        rows = np.empty((9, nx + 2), dtype=img.dtype)
+        gy_part = np.empty(nx + 2, dtype=img.dtype)
+        gz_part = np.empty(nx + 2, dtype=img.dtype)
+        for r in range(b * block, min(nz * ny, (b + 1) * block)):
+            z = r // ny
+            y = r - z * ny
+            z_in0 = _extend(z - 1, nz, mode) >= 0
+            z_in2 = _extend(z + 1, nz, mode) >= 0
+            y_in0 = _extend(y - 1, ny, mode) >= 0
+            y_in2 = _extend(y + 1, ny, mode) >= 0
+            _fill_window_rows(rows, img, z, y, 3, 3, 1, 1, 1, used, mode, cval)
+            r00 = rows[0]  # rows[iz * 3 + iy]
+            r01 = rows[1]
+            r02 = rows[2]
+            r10 = rows[3]
+            r11 = rows[4]
+            r12 = rows[5]
+            r20 = rows[6]
+            r21 = rows[7]
+            r22 = rows[8]
+            # d/dy then z-smoothing, and d/dz then y-smoothing, at every extended x;
+            # their x-smoothing comes last, in the loop below
+            for p in range(nx + 2):
+                gy_part[p] = _smooth3(_pick(z_in0, r02[p] - r00[p], cval), r12[p] - r10[p],
+                                      _pick(z_in2, r22[p] - r20[p], cval), s)
+                gz_part[p] = _smooth3(_pick(y_in0, r20[p] - r00[p], cval), r21[p] - r01[p],
+                                      _pick(y_in2, r22[p] - r02[p], cval), s)
+            _close_row_ends(gy_part, mode, cval)
+            _close_row_ends(gz_part, mode, cval)
+            orow = out[z, y]
+            for x in range(nx):
+                x2 = x + 2
+                # d/dx, then z-smoothing per window column iy, then y-smoothing
+                t0 = _smooth3(_pick(z_in0, r00[x2] - r00[x], cval), r10[x2] - r10[x],
+                              _pick(z_in2, r20[x2] - r20[x], cval), s)
+                t1 = _smooth3(_pick(z_in0, r01[x2] - r01[x], cval), r11[x2] - r11[x],
+                              _pick(z_in2, r21[x2] - r21[x], cval), s)
+                t2 = _smooth3(_pick(z_in0, r02[x2] - r02[x], cval), r12[x2] - r12[x],
+                              _pick(z_in2, r22[x2] - r22[x], cval), s)
+                gx = _smooth3(_pick(y_in0, t0, cval), t1, _pick(y_in2, t2, cval), s)
+                gy = _smooth3(gy_part[x], gy_part[x + 1], gy_part[x2], s)
+                gz = _smooth3(gz_part[x], gz_part[x + 1], gz_part[x2], s)
+                acc = zero
+                if use_z:
+                    acc += gz * gz
+                if use_y:
+                    acc += gy * gy
+                if use_x:
+                    acc += gx * gx
+                orow[x] = np.sqrt(acc)
+
+
+def gradient_magnitude(image, kind_code, axes, mode_code, cval):
+    """Fused Sobel/Prewitt gradient magnitude ``sqrt(sum_a d_a**2)``.
+
+    ``d_a`` equals ``scipy.ndimage.sobel(image, axis=a)`` (``prewitt`` for
+    ``kind_code == 1``): ``[-1, 0, 1]`` along ``a`` and ``[1, 2, 1]`` (``[1, 1, 1]``)
+    along every other axis of the array, all in one pass over a 3**ndim window.
+
+    Parameters
+    ----------
+    image : ndarray
+        float32 or float64 array, 1-D to 3-D.
+    kind_code : int
+        0 for Sobel, 1 for Prewitt.
+    axes : tuple of int
+        Distinct axes whose derivatives enter the magnitude (may be empty: zeros).
+    mode_code : int
+        Boundary mode code from :mod:`medimg_fast._shared.boundary`.
+    cval : float
+        Value outside the array in constant mode.
+
+    Returns
+    -------
+    ndarray
+        New array of the image's dtype and shape.
+    """
+    image = _check_image(image)
+    if kind_code not in (0, 1):
+        raise ValueError(f"`kind_code` must be 0 (sobel) or 1 (prewitt), got {kind_code!r}")
+    ndim = image.ndim
+    if ndim > 3:
+        raise ValueError(f"`image` must be 1-D to 3-D for this kernel, got {ndim}-D")
+    wanted = [False] * ndim
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim:
+            raise ValueError(f"`axes` must hold axes of a {ndim}-D image, got {axes!r}")
+        if wanted[a % ndim]:
+            raise ValueError(f"`axes` must not repeat an axis, got {axes!r}")
+        wanted[a % ndim] = True
+    out = np.empty_like(image)
+    if image.size == 0:
+        return out
+    dtype = image.dtype.type
+    s = dtype(2.0 if kind_code == 0 else 1.0)
+    mode_code = int(mode_code)
+    if ndim == 1:
+        if wanted[0]:
+            _launch(_gradient_magnitude_1d, image, out, mode_code, dtype(cval))
+        else:
+            out[:] = 0
+    elif ndim == 2:
+        block, n_blocks = _partition(image.shape[0])
+        _launch(_gradient_magnitude_2d, image, out, s, wanted[0], wanted[1], mode_code,
+                dtype(cval), block, n_blocks)
+    else:
+        block, n_blocks = _partition(image.shape[0] * image.shape[1])
+        _launch(_gradient_magnitude_3d, image, out, s, wanted[0], wanted[1], wanted[2],
+                mode_code, dtype(cval), block, n_blocks)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# generated comparator networks: network_source(name, count, count // 2); do not edit
+# --------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _median_of_9(
+        v0, v1, v2, v3, v4, v5, v6, v7, v8,
+):
+    """Rank 4 of 9 values (generated by network_source)."""
+    v0, v1 = min(v0, v1), max(v1, v0)
+    v2, v3 = min(v2, v3), max(v3, v2)
+    v4, v5 = min(v4, v5), max(v5, v4)
+    v0, v2 = min(v0, v2), max(v2, v0)
+    v0, v4 = min(v0, v4), max(v4, v0)
+    v3, v1 = min(v3, v1), max(v1, v3)
+    v5, v1 = min(v5, v1), max(v1, v5)
+    v2, v3 = min(v2, v3), max(v3, v2)
+    v4, v5 = min(v4, v5), max(v5, v4)
+    v2, v4 = min(v2, v4), max(v4, v2)
+    v2, v6 = min(v2, v6), max(v6, v2)
+    v5, v3 = min(v5, v3), max(v3, v5)
+    v6, v3 = min(v6, v3), max(v3, v6)
+    v4, v5 = min(v4, v5), max(v5, v4)
+    v6, v7 = min(v6, v7), max(v7, v6)
+    v4, v6 = min(v4, v6), max(v6, v4)
+    v7, v5 = min(v7, v5), max(v5, v7)
+    v6, v7 = min(v6, v7), max(v7, v6)
+    v6, v8 = min(v6, v8), max(v8, v6)
+    v8, v7 = min(v8, v7), max(v7, v8)
+    return v8
+
+
+@numba.njit(cache=True, inline="always")
+def _median_of_27(
+        v0, v1, v2, v3, v4, v5, v6, v7, v8, v9,
+        v10, v11, v12, v13, v14, v15, v16, v17, v18, v19,
+        v20, v21, v22, v23, v24, v25, v26,
+):
+    """Rank 13 of 27 values (generated by network_source)."""
+    v0, v1 = min(v0, v1), max(v1, v0)
+    v2, v3 = min(v2, v3), max(v3, v2)
+    v4, v5 = min(v4, v5), max(v5, v4)
+    v6, v7 = min(v6, v7), max(v7, v6)
+    v8, v9 = min(v8, v9), max(v9, v8)
+    v10, v11 = min(v10, v11), max(v11, v10)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v0, v2 = min(v0, v2), max(v2, v0)
+    v0, v4 = min(v0, v4), max(v4, v0)
+    v0, v6 = min(v0, v6), max(v6, v0)
+    v0, v8 = min(v0, v8), max(v8, v0)
+    v0, v10 = min(v0, v10), max(v10, v0)
+    v0, v12 = min(v0, v12), max(v12, v0)
+    v0, v14 = min(v0, v14), max(v14, v0)
+    v3, v1 = min(v3, v1), max(v1, v3)
+    v5, v1 = min(v5, v1), max(v1, v5)
+    v7, v1 = min(v7, v1), max(v1, v7)
+    v9, v1 = min(v9, v1), max(v1, v9)
+    v11, v1 = min(v11, v1), max(v1, v11)
+    v13, v1 = min(v13, v1), max(v1, v13)
+    v14, v1 = min(v14, v1), max(v1, v14)
+    v2, v3 = min(v2, v3), max(v3, v2)
+    v4, v5 = min(v4, v5), max(v5, v4)
+    v6, v7 = min(v6, v7), max(v7, v6)
+    v8, v9 = min(v8, v9), max(v9, v8)
+    v10, v11 = min(v10, v11), max(v11, v10)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v2, v4 = min(v2, v4), max(v4, v2)
+    v2, v6 = min(v2, v6), max(v6, v2)
+    v2, v8 = min(v2, v8), max(v8, v2)
+    v2, v10 = min(v2, v10), max(v10, v2)
+    v2, v12 = min(v2, v12), max(v12, v2)
+    v2, v14 = min(v2, v14), max(v14, v2)
+    v5, v3 = min(v5, v3), max(v3, v5)
+    v7, v3 = min(v7, v3), max(v3, v7)
+    v9, v3 = min(v9, v3), max(v3, v9)
+    v11, v3 = min(v11, v3), max(v3, v11)
+    v13, v3 = min(v13, v3), max(v3, v13)
+    v15, v3 = min(v15, v3), max(v3, v15)
+    v4, v5 = min(v4, v5), max(v5, v4)
+    v6, v7 = min(v6, v7), max(v7, v6)
+    v8, v9 = min(v8, v9), max(v9, v8)
+    v10, v11 = min(v10, v11), max(v11, v10)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v4, v6 = min(v4, v6), max(v6, v4)
+    v4, v8 = min(v4, v8), max(v8, v4)
+    v4, v10 = min(v4, v10), max(v10, v4)
+    v4, v12 = min(v4, v12), max(v12, v4)
+    v4, v14 = min(v4, v14), max(v14, v4)
+    v4, v16 = min(v4, v16), max(v16, v4)
+    v7, v5 = min(v7, v5), max(v5, v7)
+    v9, v5 = min(v9, v5), max(v5, v9)
+    v11, v5 = min(v11, v5), max(v5, v11)
+    v13, v5 = min(v13, v5), max(v5, v13)
+    v15, v5 = min(v15, v5), max(v5, v15)
+    v16, v5 = min(v16, v5), max(v5, v16)
+    v6, v7 = min(v6, v7), max(v7, v6)
+    v8, v9 = min(v8, v9), max(v9, v8)
+    v10, v11 = min(v10, v11), max(v11, v10)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v16, v17 = min(v16, v17), max(v17, v16)
+    v6, v8 = min(v6, v8), max(v8, v6)
+    v6, v10 = min(v6, v10), max(v10, v6)
+    v6, v12 = min(v6, v12), max(v12, v6)
+    v6, v14 = min(v6, v14), max(v14, v6)
+    v6, v16 = min(v6, v16), max(v16, v6)
+    v9, v7 = min(v9, v7), max(v7, v9)
+    v11, v7 = min(v11, v7), max(v7, v11)
+    v13, v7 = min(v13, v7), max(v7, v13)
+    v15, v7 = min(v15, v7), max(v7, v15)
+    v17, v7 = min(v17, v7), max(v7, v17)
+    v8, v9 = min(v8, v9), max(v9, v8)
+    v10, v11 = min(v10, v11), max(v11, v10)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v16, v17 = min(v16, v17), max(v17, v16)
+    v8, v10 = min(v8, v10), max(v10, v8)
+    v8, v12 = min(v8, v12), max(v12, v8)
+    v8, v14 = min(v8, v14), max(v14, v8)
+    v8, v16 = min(v8, v16), max(v16, v8)
+    v8, v18 = min(v8, v18), max(v18, v8)
+    v11, v9 = min(v11, v9), max(v9, v11)
+    v13, v9 = min(v13, v9), max(v9, v13)
+    v15, v9 = min(v15, v9), max(v9, v15)
+    v17, v9 = min(v17, v9), max(v9, v17)
+    v18, v9 = min(v18, v9), max(v9, v18)
+    v10, v11 = min(v10, v11), max(v11, v10)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v16, v17 = min(v16, v17), max(v17, v16)
+    v18, v19 = min(v18, v19), max(v19, v18)
+    v10, v12 = min(v10, v12), max(v12, v10)
+    v10, v14 = min(v10, v14), max(v14, v10)
+    v10, v16 = min(v10, v16), max(v16, v10)
+    v10, v18 = min(v10, v18), max(v18, v10)
+    v13, v11 = min(v13, v11), max(v11, v13)
+    v15, v11 = min(v15, v11), max(v11, v15)
+    v17, v11 = min(v17, v11), max(v11, v17)
+    v19, v11 = min(v19, v11), max(v11, v19)
+    v12, v13 = min(v12, v13), max(v13, v12)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v16, v17 = min(v16, v17), max(v17, v16)
+    v18, v19 = min(v18, v19), max(v19, v18)
+    v12, v14 = min(v12, v14), max(v14, v12)
+    v12, v16 = min(v12, v16), max(v16, v12)
+    v12, v18 = min(v12, v18), max(v18, v12)
+    v12, v20 = min(v12, v20), max(v20, v12)
+    v15, v13 = min(v15, v13), max(v13, v15)
+    v17, v13 = min(v17, v13), max(v13, v17)
+    v19, v13 = min(v19, v13), max(v13, v19)
+    v20, v13 = min(v20, v13), max(v13, v20)
+    v14, v15 = min(v14, v15), max(v15, v14)
+    v16, v17 = min(v16, v17), max(v17, v16)
+    v18, v19 = min(v18, v19), max(v19, v18)
+    v20, v21 = min(v20, v21), max(v21, v20)
+    v14, v16 = min(v14, v16), max(v16, v14)
+    v14, v18 = min(v14, v18), max(v18, v14)
+    v14, v20 = min(v14, v20), max(v20, v14)
+    v17, v15 = min(v17, v15), max(v15, v17)
+    v19, v15 = min(v19, v15), max(v15, v19)
+    v21, v15 = min(v21, v15), max(v15, v21)
+    v16, v17 = min(v16, v17), max(v17, v16)
+    v18, v19 = min(v18, v19), max(v19, v18)
+    v20, v21 = min(v20, v21), max(v21, v20)
+    v16, v18 = min(v16, v18), max(v18, v16)
+    v16, v20 = min(v16, v20), max(v20, v16)
+    v16, v22 = min(v16, v22), max(v22, v16)
+    v19, v17 = min(v19, v17), max(v17, v19)
+    v21, v17 = min(v21, v17), max(v17, v21)
+    v22, v17 = min(v22, v17), max(v17, v22)
+    v18, v19 = min(v18, v19), max(v19, v18)
+    v20, v21 = min(v20, v21), max(v21, v20)
+    v22, v23 = min(v22, v23), max(v23, v22)
+    v18, v20 = min(v18, v20), max(v20, v18)
+    v18, v22 = min(v18, v22), max(v22, v18)
+    v21, v19 = min(v21, v19), max(v19, v21)
+    v23, v19 = min(v23, v19), max(v19, v23)
+    v20, v21 = min(v20, v21), max(v21, v20)
+    v22, v23 = min(v22, v23), max(v23, v22)
+    v20, v22 = min(v20, v22), max(v22, v20)
+    v20, v24 = min(v20, v24), max(v24, v20)
+    v23, v21 = min(v23, v21), max(v21, v23)
+    v24, v21 = min(v24, v21), max(v21, v24)
+    v22, v23 = min(v22, v23), max(v23, v22)
+    v24, v25 = min(v24, v25), max(v25, v24)
+    v22, v24 = min(v22, v24), max(v24, v22)
+    v25, v23 = min(v25, v23), max(v23, v25)
+    v24, v25 = min(v24, v25), max(v25, v24)
+    v24, v26 = min(v24, v26), max(v26, v24)
+    v26, v25 = min(v26, v25), max(v25, v26)
+    return v26
+
+
+__all__ = ["SCHEDULE_MAX_COUNT", "correlate", "correlate1d", "extremum_filter1d",
+           "gradient_magnitude", "parallel_launch_lock", "rank_filter", "selection_schedule"]
