@@ -57,6 +57,15 @@ class Backend:
         centre tap is ``len(weights) // 2`` (scipy's origin 0)."""
         raise NotImplementedError
 
+    def correlate_separable(self, image, passes, mode: str, cval: float):
+        """1-D correlations applied in order: ``passes`` is a sequence of
+        ``(axis, weights)``; each pass extends its own input (scipy's rule, which matters
+        for ``constant``).  Backends may fuse the passes to save memory traffic, keeping
+        each pass's arithmetic and its float rounding to the working dtype."""
+        for axis, weights in passes:
+            image = self.correlate1d(image, weights, axis, mode, cval)
+        return image
+
     def correlate(self, image, weights, mode: str, cval: float):
         """N-D correlation with a float64 NumPy ``weights`` array of ``image.ndim`` dims,
         centred at ``shape // 2``."""

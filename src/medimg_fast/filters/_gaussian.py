@@ -46,9 +46,7 @@ def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, *, radius=None)
 
 
 def _run_passes(backend, block, passes, mode, cval):
-    for axis, weights in passes:
-        block = backend.correlate1d(block, weights, axis, mode, cval)
-    return block
+    return backend.correlate_separable(block, passes, mode, cval)
 
 
 def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate=4.0,

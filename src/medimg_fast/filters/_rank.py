@@ -77,9 +77,7 @@ def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backen
         depth[a] = int(s) // 2
 
     def op(engine, block):
-        for axis, weights in passes:
-            block = engine.correlate1d(block, weights, axis, mode, cval)
-        return block if passes else block.copy()
+        return engine.correlate_separable(block, passes, mode, cval) if passes else block.copy()
 
     return apply_filter(image, op, tuple(depth), mode=mode, cval=cval, backend=backend)
 
