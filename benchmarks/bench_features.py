@@ -5,7 +5,9 @@ families (intensity statistics, intensity histogram, 3-D GLCM both aggregations,
 morphology, and a filter bank of Gaussian, LoG x2, gradient magnitude and mean
 filters).  The baseline is what one writes with the usual tools: scipy.ndimage
 filters in float64, NumPy/SciPy statistics, a NumPy 3-D co-occurrence count per
-direction (``np.histogram2d``), scikit-image marching cubes and SciPy convex hull.
+direction (``np.bincount`` of level pairs: the same counts as ``np.histogram2d``,
+about 4x faster, so the baseline is not inflated), scikit-image marching cubes, SciPy
+convex hull and ``scipy.spatial.distance.pdist`` for the maximum diameter.
 
 Run::
 
@@ -55,6 +57,7 @@ def baseline(image, mask, filters=FILTERS):
     """Straightforward extraction with scipy.ndimage, NumPy, scikit-image, SciPy."""
     import scipy.ndimage as ndi
     from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
     from skimage.measure import marching_cubes, mesh_surface_area
 
     from medimg_fast.features._glcm import directions_3d, glcm_aggregate
@@ -75,7 +78,8 @@ def baseline(image, mask, filters=FILTERS):
         dst = tuple(slice(max(0, s), m - max(0, -s)) for s, m in zip(d, n))
         a, b = levels[src].ravel(), levels[dst].ravel()
         ok = (a > 0) & (b > 0)
-        counts[k] = np.histogram2d(a[ok], b[ok], bins=ng, range=[[0.5, ng + 0.5]] * 2)[0]
+        counts[k] = np.bincount((a[ok] - 1) * ng + (b[ok] - 1),
+                                minlength=ng * ng).reshape(ng, ng)
     out += list(glcm_aggregate(counts).values())
     verts, faces, _, _ = marching_cubes(np.pad(mask, 1).astype(np.float32), 0.5,
                                         spacing=SPACING)
@@ -84,8 +88,7 @@ def baseline(image, mask, filters=FILTERS):
     vol = abs(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6
     hull = ConvexHull(verts)
     hv = verts[hull.vertices].astype(np.float64)
-    diam = max(np.sqrt(((hv[i:i + 256, None] - hv[None]) ** 2).sum(-1)).max()
-               for i in range(0, len(hv), 256))
+    diam = pdist(hv).max()
     pos = np.argwhere(mask).astype(np.float64)
     eig = np.linalg.eigvalsh(np.cov(pos.T))
     out += [vol, area, hull.volume, hull.area, diam, *eig,

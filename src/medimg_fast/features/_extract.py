@@ -139,7 +139,7 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
     if "ih" in fams or "cm" in fams:
         out.update(_texture(grid, kernels, mom, settings))
     if "morph" in fams:
-        out.update(_morphology(grid, mom, spacing, settings))
+        out.update(_morphology(grid, mom, spacing, settings, kernels))
     if settings.filters:
         out.update(_filter_bank(image, mask, spacing, settings, kernels, filter_backend))
     return {k: float(v) for k, v in out.items()}
@@ -158,7 +158,13 @@ def _texture(grid, kernels, mom, settings):
             return (hist,)
         return hist, kernels.glcm(levels, info.core, dirs, ng)
 
-    parts = grid.reduce_blocks(_block, add, halo=settings.glcm_distance if want_cm else 0)
+    if want_cm and kernels.name == "numba" and not grid.is_dask:
+        # one block: discretise, histogram and count all directions in one compiled call
+        parts = kernels.texture_whole(grid.image, grid.mask, disc.lo, disc.scale_num,
+                                      disc.scale_den, ng, dirs)
+    else:
+        parts = grid.reduce_blocks(_block, add,
+                                   halo=settings.glcm_distance if want_cm else 0)
     out = {}
     if "ih" in settings.families:
         out.update(histogram_features(parts[0]))
@@ -167,11 +173,18 @@ def _texture(grid, kernels, mom, settings):
     return out
 
 
-def _morphology(grid, mom, spacing, settings):
+def _morphology(grid, mom, spacing, settings, kernels):
     spacing_arr = np.asarray(spacing, np.float64)
     # a fixed reference point near the volume's centre keeps the signed-volume terms small
     ref_mm = np.floor(np.asarray(grid.shape) / 2.0) * spacing_arr
     gather = mom.n <= settings.autocorrelation_max_voxels
+    if kernels.name == "numba" and not grid.is_dask:
+        # one block: count cell configurations instead of building the mesh
+        from ._morph_fast import max_diameter, morph_whole
+
+        part = morph_whole(grid.image, grid.mask, grid.origin, spacing=spacing_arr,
+                           ref_mm=ref_mm, gather_samples=gather)
+        return morphology_features(part, spacing_arr, max_diameter=max_diameter)
 
     def _block(image, mask, info):
         return morph_block(image, mask, info, spacing=spacing_arr, ref_mm=ref_mm,

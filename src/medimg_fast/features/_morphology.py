@@ -49,6 +49,8 @@ class MorphPartial:
     hull_points: np.ndarray  # (k, 3) mm
     samples_idx: np.ndarray | None  # ROI voxel indices, when gathered for Moran/Geary
     samples_val: np.ndarray | None
+    #: (volume, area) of the hull of ``hull_points`` when already known (whole-ROI path)
+    hull_stats: tuple[float, float] | None = None
 
     @staticmethod
     def merge(a: MorphPartial, b: MorphPartial) -> MorphPartial:
@@ -192,8 +194,12 @@ def _moran_geary(pos_mm, values):
     return n / w_sum * moran / ss, (n - 1) / (2.0 * w_sum) * geary / ss
 
 
-def morphology_features(part: MorphPartial, spacing) -> dict[str, float]:
+def morphology_features(part: MorphPartial, spacing, *,
+                        max_diameter=None) -> dict[str, float]:
     """Finalise the merged :class:`MorphPartial` into the IBSI morphology features.
+
+    ``max_diameter(points)`` computes the largest distance between the hull vertices
+    (default: a chunked NumPy search); the compiled kernels pass their own.
 
     Notes
     -----
@@ -221,7 +227,9 @@ def morphology_features(part: MorphPartial, spacing) -> dict[str, float]:
     aee_vol = 4.0 * math.pi * a * b * c / 3.0
     aee_area = _ellipsoid_area(a, b, c) if a > 0 else math.nan
     hull_vol = hull_area = math.nan
-    if len(part.hull_points) >= 4:
+    if part.hull_stats is not None:
+        hull_vol, hull_area = part.hull_stats
+    elif len(part.hull_points) >= 4:
         from scipy.spatial import ConvexHull, QhullError
 
         try:
@@ -250,7 +258,8 @@ def morphology_features(part: MorphPartial, spacing) -> dict[str, float]:
         "morph_sphericity": _div(s36 ** (1.0 / 3.0), area),
         "morph_asphericity": (_div(area ** 3, s36)) ** (1.0 / 3.0) - 1.0 if vol else math.nan,
         "morph_com": float(np.linalg.norm(com_geom - com_int)),
-        "morph_diam": _max_diameter(part.hull_points) if len(part.hull_points) else math.nan,
+        "morph_diam": ((max_diameter or _max_diameter)(part.hull_points)
+                       if len(part.hull_points) else math.nan),
         "morph_pca_maj_axis": 4.0 * math.sqrt(lmaj),
         "morph_pca_min_axis": 4.0 * math.sqrt(lmin),
         "morph_pca_least_axis": 4.0 * math.sqrt(llst),
