@@ -127,3 +127,16 @@ def test_cupy_in_cupy_out_and_dask_cupy_chunks(rng):
     assert isinstance(host_lazy.compute(), np.ndarray)
     with pytest.raises(ValueError, match="CuPy"):
         mf.gaussian_filter(cupy.asarray(image), 2.0, backend="numba")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_one_dimensional_rank_filters_match_the_nd_definition(backend):
+    # scipy's own 1-D rank path misbehaves here (mirror on a length-1 axis, holes in even
+    # footprints); the definition is the N-D one, which both backends must follow.
+    single = np.array([217.0])
+    assert mf.median_filter(single, size=3, mode="mirror", backend=backend)[0] == 217.0
+    x = np.array([5.0, 1.0, 9.0, 3.0, 7.0, 2.0])
+    footprint = np.array([1, 0, 1, 1], dtype=bool)
+    expected = ndi.rank_filter(x[None], 1, footprint=footprint[None], mode="reflect")[0]
+    np.testing.assert_array_equal(
+        mf.median_filter(x, footprint=footprint, mode="reflect", backend=backend), expected)
