@@ -22,10 +22,12 @@ def rows_from(path: str):
         if "voxels" not in info:
             continue
         seconds = bench["stats"]["min"]
+        # the parametrised case id names the implementation where extra_info does not
+        param = bench["name"].partition("[")[2].rstrip("]") or bench["name"]
         rows.append({
-            "area": info.get("area", "filter"),
-            "case": info.get("filter", bench["name"]),
-            "implementation": info["implementation"],
+            "area": info.get("area", "filter" if "filter" in info else "features"),
+            "case": info.get("filter", bench["name"].partition("[")[0]),
+            "implementation": info.get("implementation", param),
             "seconds": seconds,
             "mvox_s": info["voxels"] / seconds / 1e6,
             "shape": "x".join(map(str, info.get("shape", []))),
@@ -42,12 +44,12 @@ def markdown(machine, rows) -> str:
         f"Machine: {cpu}, {machine.get('cpu', {}).get('count', '?')} logical cores, "
         f"Python {machine.get('python_version', platform.python_version())}.",
         "",
-        "| case | implementation | shape | best time (s) | Mvox/s | x scipy.ndimage | x dask-image |",
+        "| case | implementation | shape | best time (s) | Mvox/s | x scipy.ndimage (or baseline) | x dask-image |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for case in sorted(by_case):
         impls = by_case[case]
-        scipy_row = impls.get("scipy.ndimage")
+        scipy_row = impls.get("scipy.ndimage") or impls.get("baseline")
         dask_row = impls.get("dask-image")
         for name in sorted(impls, key=lambda n: -impls[n]["mvox_s"]):
             row = impls[name]
