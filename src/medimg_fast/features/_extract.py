@@ -132,16 +132,39 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
     mask_host = _to_host(mask)
     out: dict[str, float] = {}
     grid = BlockGrid(image_host, mask_host)
-    mom = roi_moments(grid, kernels)
     fams = settings.families
+    fast = kernels.name == "numba" and not grid.is_dask
+    if fast:
+        # one block: moments and statistics in a few compiled passes (bit-identical)
+        from ._stats_fast import roi_statistics
+
+        mom, stats = roi_statistics(grid.image, grid.mask)
+    else:
+        mom = roi_moments(grid, kernels)
     if "stat" in fams:
-        out.update(intensity_statistics(grid, kernels, mom))
+        out.update(stats if fast else intensity_statistics(grid, kernels, mom))
+    morph = None
+    if "morph" in fams and fast:
+        # the compiled morphology is serial and releases the GIL: it runs on the other
+        # core while this thread counts texture and runs the filter bank (same results)
+        import concurrent.futures
+
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        morph = pool.submit(_morphology, grid, mom, spacing, settings, kernels)
+        pool.shutdown(wait=False)
     if "ih" in fams or "cm" in fams:
         out.update(_texture(grid, kernels, mom, settings))
-    if "morph" in fams:
+    if "morph" in fams and morph is None:
         out.update(_morphology(grid, mom, spacing, settings, kernels))
     if settings.filters:
-        out.update(_filter_bank(image, mask, spacing, settings, kernels, filter_backend))
+        box = None if grid.is_dask or mask is None else tuple(
+            slice(o, o + n) for o, n in zip(grid.origin, grid.image.shape))
+        bank = _filter_bank(image, mask, spacing, settings, kernels, filter_backend, box)
+    else:
+        bank = {}
+    if morph is not None:
+        out.update(morph.result())  # the serial path's order: morphology, then the bank
+    out.update(bank)
     return {k: float(v) for k, v in out.items()}
 
 
@@ -194,7 +217,7 @@ def _morphology(grid, mom, spacing, settings, kernels):
     return morphology_features(part, spacing_arr)
 
 
-def _filter_bank(image, mask, spacing, settings, kernels, filter_backend):
+def _filter_bank(image, mask, spacing, settings, kernels, filter_backend, box=None):
     from ._filterbank import crop_for_filter, filter_response
 
     out = {}
@@ -202,10 +225,18 @@ def _filter_bank(image, mask, spacing, settings, kernels, filter_backend):
         img, msk = image, mask
         if (not _is_dask(image) and mask is not None and not _is_dask(mask)
                 and type(image).__module__.split(".")[0] != "cupy"):
-            img, msk = crop_for_filter(np.asarray(image), np.asarray(mask, bool), spec, spacing)
+            img, msk = crop_for_filter(np.asarray(image), np.asarray(mask, bool), spec, spacing,
+                                       box=box)
         response = _to_host(filter_response(img, spec, spacing, filter_backend))
-        sub = BlockGrid(response, _to_host(msk))
-        stats = intensity_statistics(sub, kernels)
+        msk = _to_host(msk)
+        if kernels.name == "numba" and not _is_dask(response) and not _is_dask(msk):
+            from ._stats_fast import roi_statistics
+
+            if msk is None:
+                msk = np.ones(response.shape, dtype=bool)
+            stats = roi_statistics(response, msk)[1]
+        else:
+            stats = intensity_statistics(BlockGrid(response, msk), kernels)
         for tag, value in stats.items():
             out[f"{spec.prefix}_{tag}"] = value
     return out

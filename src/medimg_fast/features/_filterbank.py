@@ -27,27 +27,33 @@ def _filters():
 
 
 def _radius(spec, spacing):
+    """The filter's reach in voxels along each axis: the halo depth the filters use
+    themselves (``size // 2`` for the mean filter, the Gaussian radius computed as
+    :func:`medimg_fast.filters.gaussian_filter` computes it, from the sigma in voxels)."""
     if spec.name == "mean":
-        return [spec.size // 2 + 1] * len(spacing)
-    return [int(_TRUNCATE * spec.sigma_mm / s + 0.5) + 1 for s in spacing]
+        return [spec.size // 2] * len(spacing)
+    from .._shared.gaussian import gaussian_radius
+
+    return [gaussian_radius(float(spec.sigma_mm) / float(s), _TRUNCATE) for s in spacing]
 
 
-def crop_for_filter(image, mask, spec, spacing):
+def crop_for_filter(image, mask, spec, spacing, *, box=None):
     """Crop a NumPy image to the ROI bounding box plus the filter's reach.
 
     Voxels inside the box then see exactly the neighbourhood they would see in the
     whole image (the box stops at the image edge, where the boundary mode applies as
-    before), so the ROI statistics are unchanged.
+    before), so the ROI statistics are unchanged.  ``box`` (slices) is the ROI's
+    bounding box when the caller knows it already.
     """
     radius = _radius(spec, spacing)
-    box = []
-    for ax in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
-        lo = max(int(hit[0]) - radius[ax], 0)
-        hi = min(int(hit[-1]) + 1 + radius[ax], mask.shape[ax])
-        box.append(slice(lo, hi))
-    box = tuple(box)
-    return image[box], mask[box]
+    if box is None:
+        box = []
+        for ax in range(mask.ndim):
+            hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+            box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    crop = tuple(slice(max(b.start - r, 0), min(b.stop + r, n))
+                 for b, r, n in zip(box, radius, mask.shape))
+    return image[crop], mask[crop]
 
 
 def filter_response(image, spec, spacing, backend):

@@ -209,7 +209,7 @@ def _numba_kernels():
         return counts, mins, maxs
 
     @numba.njit(cache=True, nogil=True)
-    def texture_whole(image, mask, lo, scale_num, scale_den, ng, dirs):
+    def texture_whole(image, mask, lo, scale_num, scale_den, ng, dirs, cnt):
         """Grey-level histogram and per-direction co-occurrence counts of a whole ROI.
 
         Discretises into a zero-padded level volume (so neighbours need no bounds test),
@@ -236,7 +236,10 @@ def _numba_kernels():
                         levels[z + pad, y + pad, x + pad] = g
                         hist[g - 1] += 1
         nd = dirs.shape[0]
-        out = np.zeros((nd, ng, ng), np.int64)
+        # counts of level pairs (a, b) in 0..ng, level 0 (outside the ROI) included: the
+        # neighbour test is then an index instead of an unpredictable branch; ``cnt`` is
+        # int32 (half the cache footprint) when the volume has fewer than 2**31 voxels
+        stride = (ng + 1) * (ng + 1)
         py, px = ny + 2 * pad, nx + 2 * pad
         off = np.empty(nd, np.int64)
         for k in range(nd):
@@ -250,10 +253,14 @@ def _numba_kernels():
                     a = flat[base + x]
                     if a == 0:
                         continue
+                    row = a * (ng + 1)
                     for k in range(nd):
-                        b = flat[base + x + off[k]]
-                        if b != 0:
-                            out[k, a - 1, b - 1] += 1
+                        cnt[k * stride + row + flat[base + x + off[k]]] += 1
+        out = np.zeros((nd, ng, ng), np.int64)
+        for k in range(nd):
+            for a in range(ng):
+                for b in range(ng):
+                    out[k, a, b] = cnt[k * stride + (a + 1) * (ng + 1) + b + 1]
         return hist, out
 
     return moments, discretise, glcm, bin_stats, texture_whole
@@ -293,9 +300,14 @@ class _NumbaKernels:
             image = image.astype(np.uint8)
         if image.ndim != 3:
             raise ValueError(f"co-occurrence counting needs a 3-D array, got {image.ndim}-D")
+        directions = np.ascontiguousarray(directions, dtype=np.int64)
+        ng = int(ng)
+        # a pair count is at most the number of voxels
+        dtype = np.int32 if image.size < 2**31 else np.int64
+        cnt = np.zeros(len(directions) * (ng + 1) * (ng + 1), dtype)
         return self._texture_whole(image, np.ascontiguousarray(mask, dtype=np.bool_),
-                                   float(lo), float(scale_num), float(scale_den), int(ng),
-                                   np.ascontiguousarray(directions, dtype=np.int64))
+                                   float(lo), float(scale_num), float(scale_den), ng,
+                                   directions, cnt)
 
     def bin_stats(self, values, lo, hi, nbins):
         return self._bin_stats(np.ascontiguousarray(values, dtype=np.float64), float(lo),
