@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 CLASSES = ("smooth", "speckled")
+#: CT display window for soft tissue and the lesion: level 40 HU, width 400 HU
+SOFT_TISSUE_WINDOW = (-160.0, 240.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -646,14 +648,17 @@ def example_responses(volume_path, mask_path=None, *, backend="auto"):
         ("gradient magnitude", lambda a: filters.gradient_magnitude(a, backend=backend)),
         ("median 3x3x3", lambda a: filters.median_filter(a, size=3, backend=backend)),
     ]
-    panels, timings = [("original", image[z])], []
+    panels, timings = [("original", image[z], SOFT_TISSUE_WINDOW)], []
     for name, func in bank:
         func(image[:8, :8, :8])  # JIT compilation is not throughput
         start = time.perf_counter()
         out = func(image)
         timings.append({"filter": name, "seconds": time.perf_counter() - start,
                         "megavoxels": image.size / 1e6})
-        panels.append((name, np.asarray(out)[z]))
+        response = np.asarray(out)[z]
+        # smoothed intensities stay in HU: show them in the same window as the original
+        panels.append((name, response, SOFT_TISSUE_WINDOW) if name.startswith(("Gaussian",
+                      "median")) else (name, response))
     return panels, timings
 
 

@@ -46,21 +46,26 @@ def _save(fig, path):
 
 
 def save_slices_png(path, panels, *, title=None):
-    """A row of 2-D images, each with its own grey scale (2nd-98th percentile).
+    """A row of 2-D images, each with its own grey scale.
 
     Parameters
     ----------
     path : str or os.PathLike
-    panels : sequence of (str, 2-D array)
+    panels : sequence of (str, 2-D array) or (str, 2-D array, (low, high))
+        A panel's display window (e.g. a CT soft-tissue window in HU) when given, else the
+        2nd-98th percentile of its values.
     title : str, optional
     """
     n = len(panels)
     fig = _figure((2.6 * n, 2.9))
     axes = fig.subplots(1, n, squeeze=False)
-    for ax, (name, image) in zip(axes[0], panels):
+    for ax, (name, image, *window) in zip(axes[0], panels):
         image = np.asarray(image, dtype=np.float64)
         finite = image[np.isfinite(image)]
-        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        if window:
+            lo, hi = window[0]
+        else:
+            lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
         ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
