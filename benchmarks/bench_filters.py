@@ -31,7 +31,7 @@ def _scipy_gradient_magnitude(x):
 
 
 def _dask_image(name):
-    from dask_image import ndfilters  # noqa: PLC0415
+    from dask_image import ndfilters
 
     def run(x):
         lazy = da.from_array(x, chunks=tuple(max(1, s // 2) for s in x.shape))
@@ -78,7 +78,7 @@ def test_filter_throughput(benchmark, volume_f32, filter_name, implementation):
     elif implementation == "dask-image":
         call = _dask_image(filter_name)
     elif implementation == "cupy":
-        import cupy  # noqa: PLC0415
+        import cupy
 
         device_volume = cupy.asarray(volume_f32)
 

@@ -9,7 +9,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def python_blocks():
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 def test_readme_has_python_examples():
@@ -28,7 +28,7 @@ def tour_commands():
     import shlex
 
     tour = README.read_text().split("## Command line: a tour", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", tour, flags=re.S).group(1)
+    block = re.search(r"```sh\n(.*?)```", tour, flags=re.DOTALL).group(1)
     return [shlex.split(line, comments=True)[1:] for line in block.splitlines()
             if line.startswith("medimg-fast ")]
 

@@ -61,7 +61,7 @@ _PADDED_MODES = ("reflect", "mirror", "wrap")
 
 def _pad_axis(x, axis: int, depth: int, mode: str):
     """Extend a Dask array by ``depth`` voxels on both sides of ``axis`` (reflect, mirror, wrap)."""
-    import dask.array as da  # noqa: PLC0415
+    import dask.array as da
 
     n = x.shape[axis]
     idx = extension_indices(n, depth, depth, mode)
@@ -113,7 +113,6 @@ def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, c
         Lazy result, chunked like ``image``, equal to ``block_function(image)`` computed
         on the whole array.
     """
-    import dask.array as da  # noqa: PLC0415
 
     depth = tuple(int(d) for d in depth)
     if len(depth) != image.ndim:
@@ -188,7 +187,7 @@ def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, cv
     Same halo logic as Dask inputs (so the same result), computed with the synchronous
     scheduler: the kernels are already parallel over cores.
     """
-    import dask.array as da  # noqa: PLC0415
+    import dask.array as da
 
     chunks = chunk_shape_for_budget(image.shape, np.dtype(dtype).itemsize, budget, depth)
     lazy = da.from_array(image, chunks=chunks, asarray=True).astype(dtype)

@@ -6,8 +6,8 @@ call on a float64 array, and the halo the chunked path must honour.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage as ndi

@@ -21,6 +21,8 @@ from ._numba import NumbaBackend
 from ._numpy import NumpyBackend
 
 __all__ = [
+    "AUTO_ORDER",
+    "ENV_VAR",
     "Backend",
     "BackendStatus",
     "BackendUnavailableError",
@@ -28,8 +30,6 @@ __all__ = [
     "available_backends",
     "get_backend",
     "resolve_backend",
-    "AUTO_ORDER",
-    "ENV_VAR",
 ]
 
 ENV_VAR = "MEDIMG_FAST_BACKEND"
@@ -49,7 +49,7 @@ class BackendUnavailableError(ValueError):
     """A registered backend that cannot run on this machine; the message says why."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _status(name: str) -> BackendStatus:
     reason = _REGISTRY[name].probe()
     return BackendStatus(name, reason is None, reason)
@@ -97,8 +97,7 @@ def resolve_backend(name: str = "auto", *, on_gpu: bool | None = None) -> Backen
     if name == "auto":
         if on_gpu:
             return get_backend("cupy")
-        order = AUTO_ORDER if on_gpu is None or on_gpu else AUTO_ORDER
-        for candidate in order:
+        for candidate in AUTO_ORDER:
             if _status(candidate).available:
                 return _REGISTRY[candidate]
         raise BackendUnavailableError("no backend is available")  # numpy always is

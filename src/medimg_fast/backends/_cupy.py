@@ -21,8 +21,8 @@ from ._numpy import separable_gradient_magnitude
 
 @functools.lru_cache(maxsize=1)
 def _import_cupy():
-    import cupy  # noqa: PLC0415  (optional dependency, imported on first use)
-    import cupyx.scipy.ndimage as cndi  # noqa: PLC0415
+    import cupy
+    import cupyx.scipy.ndimage as cndi
 
     return cupy, cndi
 
@@ -31,7 +31,7 @@ def _own_kernels():
     """The :mod:`._cuda_kernels` module when enabled by the environment, else None."""
     if os.environ.get("MEDIMG_FAST_CUDA_KERNELS", "0") != "1":
         return None
-    from . import _cuda_kernels  # noqa: PLC0415
+    from . import _cuda_kernels
 
     return _cuda_kernels
 

@@ -17,7 +17,7 @@ _GRADIENT_KINDS = {"sobel": 0, "prewitt": 1}
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    from . import _numba_kernels  # noqa: PLC0415  (compiles on first use)
+    from . import _numba_kernels
 
     return _numba_kernels
 
@@ -27,7 +27,7 @@ class NumbaBackend(Backend):
 
     def probe(self):
         try:
-            import numba  # noqa: F401, PLC0415
+            import numba  # noqa: F401
         except ImportError as exc:
             return f"numba is not installed ({exc})"
         try:
@@ -38,7 +38,7 @@ class NumbaBackend(Backend):
 
     @property
     def xp(self):
-        import numpy  # noqa: PLC0415
+        import numpy
 
         return numpy
 

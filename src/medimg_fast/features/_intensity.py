@@ -127,7 +127,6 @@ def intensity_statistics(grid, kernels, mom: Moments | None = None) -> dict[str,
     """All 18 IBSI intensity statistics of the ROI values (``stat_*``)."""
     if mom is None:
         mom = roi_moments(grid, kernels)
-    n = mom.n
     q = exact_quantiles(grid, kernels, mom)
     mean = mom.mean
     median = q[0.5]
@@ -147,9 +146,19 @@ def intensity_statistics(grid, kernels, mom: Moments | None = None) -> dict[str,
 
     # empty only for tiny ROIs whose p10 and p90 fall between two consecutive values
     rmad = grid.reduce_values(_robust, add) / n1090 if n1090 else math.nan
+    return statistics_features(mom, median, p10, p90, q[0.25], q[0.75], abs_mean, abs_median,
+                               rmad)
+
+
+def statistics_features(mom, median, p10, p90, p25, p75, abs_mean, abs_median, rmad) -> dict:
+    """The 18 IBSI intensity statistics from merged moments, quantiles and deviation sums.
+
+    One place for the formulas, shared by the block path and the compiled fast path.
+    """
+    n = mom.n
+    mean = mom.mean
     c = _central_moment_features(mom)
     std = math.sqrt(c["var"])
-    p25, p75 = q[0.25], q[0.75]
     return {
         "stat_mean": mean,
         "stat_var": c["var"],

@@ -212,8 +212,7 @@ def _kernels():
                 dy = py - points[j, 1]
                 dx = px - points[j, 2]
                 d = dz * dz + dy * dy + dx * dx
-                if d > b:
-                    b = d
+                b = max(b, d)
             best[i] = b
         return best.max() if n else 0.0
 

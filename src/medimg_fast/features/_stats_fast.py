@@ -209,7 +209,7 @@ def roi_statistics(image, mask) -> tuple[Moments, dict[str, float]]:
     ValueError
         If ``mask`` selects no voxel.
     """
-    from ._intensity import _central_moment_features
+    from ._intensity import statistics_features
 
     absdev, gather, central_and_hist, _, _, inside = _compiled()
     image = np.ascontiguousarray(image)
@@ -233,26 +233,5 @@ def roi_statistics(image, mask) -> tuple[Moments, dict[str, float]]:
     n1090 = np.float64(vin.size)
     s1090 = vin.sum()
     rmad = absdev(vin, s1090 / n1090, buf).sum() / n1090 if n1090 else math.nan
-    c = _central_moment_features(mom)
-    std = math.sqrt(c["var"])
-    stats = {
-        "stat_mean": mean,
-        "stat_var": c["var"],
-        "stat_skew": c["skew"],
-        "stat_kurt": c["kurt"],
-        "stat_median": median,
-        "stat_min": mom.min,
-        "stat_p10": p10,
-        "stat_p90": p90,
-        "stat_max": mom.max,
-        "stat_iqr": p75 - p25,
-        "stat_range": mom.max - mom.min,
-        "stat_mad": abs_mean / n,
-        "stat_rmad": rmad,
-        "stat_medad": abs_median / n,
-        "stat_cov": std / mean if mean != 0 else math.nan,
-        "stat_qcod": (p75 - p25) / (p75 + p25) if (p75 + p25) != 0 else math.nan,
-        "stat_energy": mom.sumsq,
-        "stat_rms": math.sqrt(mom.sumsq / n),
-    }
+    stats = statistics_features(mom, median, p10, p90, p25, p75, abs_mean, abs_median, rmad)
     return mom, stats

@@ -17,19 +17,19 @@ from ._gaussian import (
 from ._rank import maximum_filter, median_filter, minimum_filter, uniform_filter
 
 __all__ = [
-    "correlate",
     "convolve",
+    "correlate",
+    "difference_of_gaussians",
     "gaussian_filter",
+    "gaussian_gradient_magnitude",
     "gaussian_kernel1d",
-    "uniform_filter",
+    "gaussian_laplace",
+    "gradient_magnitude",
+    "laplace",
+    "maximum_filter",
     "median_filter",
     "minimum_filter",
-    "maximum_filter",
-    "sobel",
     "prewitt",
-    "laplace",
-    "gaussian_laplace",
-    "gaussian_gradient_magnitude",
-    "gradient_magnitude",
-    "difference_of_gaussians",
+    "sobel",
+    "uniform_filter",
 ]
