@@ -23,3 +23,49 @@ def to_host(array):
     if hasattr(array, "get"):
         array = array.get()
     return np.asarray(array)
+
+
+def run_concurrently(work, inputs, *, rounds: int = 5):
+    """Call ``work(x)`` for every input from its own thread, all started together,
+    ``rounds`` times; return the last result of each thread (errors are re-raised)."""
+    import threading
+
+    results = [None] * len(inputs)
+    errors = []
+    start = threading.Barrier(len(inputs))
+
+    def run(i):
+        try:
+            start.wait()
+            for _ in range(rounds):
+                results[i] = work(inputs[i])
+        except Exception as exc:  # noqa: BLE001  (re-raised in the calling thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+class RecordingExecutor:
+    """Runs the CUDA loader's orchestration on NumPy arrays, recording launches only
+    (no GPU needed): the executor interface of ``medimg_fast.backends._cuda_kernels``."""
+
+    xp = np
+
+    def __init__(self):
+        self.launches = []
+
+    def device_weights(self, weights, dtype):
+        return weights.astype(dtype)
+
+    def copy(self, src, dst):
+        np.copyto(dst, src)
+
+    def launch(self, launch):
+        self.launches.append(launch)

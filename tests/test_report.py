@@ -81,9 +81,8 @@ def test_report_moves_with_its_folder(tmp_path, study):
 
 def test_out_of_fold_probabilities_reproduce_the_cv(study):
     table, _, training = study
-    X = table[training.feature_names].to_numpy(float)
     y = table["label"].to_numpy()
-    proba = out_of_fold_probabilities(training, X, y)
+    proba = out_of_fold_probabilities(training)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     # Independent check: sklearn's AUC of these probabilities is the pooled CV AUC that
     # train() computed from its own fold models.

@@ -127,29 +127,11 @@ def save_bar_png(path, names, values, *, xlabel, title=None, errors=None):
     return _save(fig, path)
 
 
-def out_of_fold_probabilities(training, X, y):
-    """Class probabilities of each sample from the model of the fold that held it out.
-
-    :class:`~medimg_fast.classify.TrainResult` records each sample's test fold; refitting a
-    clone of the pipeline on the other folds reproduces the cross-validation's predictions
-    (the pipeline carries its random state), which the ROC curve needs.
-    """
-    from sklearn.base import clone
-
-    stored = getattr(training, "extra", {}).get("oof_proba")
-    if stored is not None:
-        return np.asarray(stored)
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y).astype(str)
-    classes = np.asarray([str(c) for c in training.classes])
-    folds = np.asarray(training.fold_of_sample)
-    proba = np.zeros((len(y), len(classes)))
-    for k in np.unique(folds[folds >= 0]):
-        test = folds == k
-        est = clone(training.model).fit(X[~test], y[~test])
-        cols = np.searchsorted(classes, np.asarray(est.classes_).astype(str))
-        proba[np.ix_(test, cols)] = est.predict_proba(X[test])
-    return proba
+def out_of_fold_probabilities(training):
+    """Class probabilities of each sample from the model of the fold that held it out,
+    as :func:`medimg_fast.classify.train` recorded them (``training.extra["oof_proba"]``);
+    the ROC curve needs them."""
+    return np.asarray(training.extra["oof_proba"])
 
 
 def feature_importances(training, X, y, *, n_repeats=5):
@@ -348,7 +330,7 @@ def write_report(path, *, title="medimg-fast study", source="", features=None, e
             png = save_confusion_png(images / "confusion_matrix.png",
                                      metrics["confusion_matrix"], classes)
             parts.append(_img(report_dir, png, "confusion matrix (out-of-fold)"))
-        proba = out_of_fold_probabilities(training, X, y)
+        proba = out_of_fold_probabilities(training)
         png = save_roc_png(images / "roc_curve.png", y, proba, classes)
         parts.append(_img(report_dir, png, "ROC curve (out-of-fold)"))
 

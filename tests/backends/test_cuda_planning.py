@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _mf_testing import RecordingExecutor
 from scipy import ndimage as ndi
 
 from medimg_fast._shared.boundary import MODE_CODES, extend_index
@@ -231,24 +232,8 @@ def test_gaussian_weights_reject_bad_sigma(bad):
 
 
 # -- validation through a recording executor (no GPU) -----------------------------------
-class _Recorder:
-    xp = np
-
-    def __init__(self):
-        self.launches = []
-
-    def device_weights(self, weights, dtype):
-        return weights.astype(dtype)
-
-    def copy(self, src, dst):
-        np.copyto(dst, src)
-
-    def launch(self, launch):
-        self.launches.append(launch)
-
-
 def test_primitives_validate_before_launching():
-    ex = _Recorder()
+    ex = RecordingExecutor()
     img = np.ones((5, 6), np.float32)
     with pytest.raises(ValueError, match="`mode`"):
         ck._correlate1d(ex, img, [1.0], 0, "grid-wrap", 0.0)
@@ -270,7 +255,7 @@ def test_primitives_validate_before_launching():
 
 
 def test_launch_arguments_follow_kernel_signatures():
-    ex = _Recorder()
+    ex = RecordingExecutor()
     img = np.ones((6, 7, 40), np.float64)
     ck._correlate1d(ex, img, np.ones(5), 2, "wrap", 1.5)
     ck._correlate1d(ex, img, np.ones(5), 1, "wrap", 1.5)

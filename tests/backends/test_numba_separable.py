@@ -9,11 +9,11 @@ float64 1e-12 likewise (the kernels accumulate in the image dtype, scipy in floa
 
 from __future__ import annotations
 
-import threading
 import zlib
 
 import numpy as np
 import pytest
+from _mf_testing import run_concurrently
 from scipy import ndimage as ndi
 
 numba = pytest.importorskip("numba")
@@ -259,24 +259,7 @@ def test_concurrent_calls_from_threads():
         return K.correlate_separable(x, (0, 1, 2), w, MODE_CODES["reflect"], 0.0)
 
     expected = [work(x) for x in arrays]
-    results = [None] * len(arrays)
-    errors = []
-    start = threading.Barrier(len(arrays))
-
-    def run(i):
-        try:
-            start.wait()
-            for _ in range(5):
-                results[i] = work(arrays[i])
-        except Exception as exc:  # noqa: BLE001  (reported by the main thread)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(arrays))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = run_concurrently(work, arrays)
     for got, exp in zip(results, expected):
         np.testing.assert_array_equal(got, exp)
 

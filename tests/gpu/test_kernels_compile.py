@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _mf_testing import RecordingExecutor
 from scipy import ndimage as ndi
 
 from medimg_fast.backends import _cuda_kernels as ck
@@ -157,7 +158,7 @@ void emulate(void (*kernel)(P...), dim3 grid, dim3 block, unsigned shared_bytes,
 
 def _emulation_keys_for(cases) -> list[KernelKey]:
     keys = []
-    ex = _RecordingExecutor()
+    ex = RecordingExecutor()
     for fn in cases:
         fn(ex)
     for launch in ex.launches:
@@ -166,25 +167,7 @@ def _emulation_keys_for(cases) -> list[KernelKey]:
     return keys
 
 
-class _RecordingExecutor:
-    """Runs the loader's orchestration on NumPy arrays, recording launches only."""
-
-    xp = np
-
-    def __init__(self):
-        self.launches = []
-
-    def device_weights(self, weights, dtype):
-        return weights.astype(dtype)
-
-    def copy(self, src, dst):
-        np.copyto(dst, src)
-
-    def launch(self, launch):
-        self.launches.append(launch)
-
-
-class _HostExecutor(_RecordingExecutor):
+class _HostExecutor(RecordingExecutor):
     """Runs each launch through the emulation library."""
 
     def __init__(self, lib, keys):

@@ -99,13 +99,22 @@ def exact_quantiles(grid, kernels, mom: Moments, qs=_QUANTILES) -> dict[float, f
                 vals = np.sort(vals)
                 for r in rs:
                     order_stats[r] = float(vals[r - off])
+    return quantiles_from_order_stats(order_stats, n, qs)
+
+
+def quantiles_from_order_stats(order_stats, n: int, qs) -> dict[float, float]:
+    """Quantiles ``qs`` of ``n`` values from the order statistics they need.
+
+    ``order_stats`` maps a rank to its value (ranks ``floor((n-1) q)`` and the next one).
+    Linear interpolation with NumPy's lerp: the same arithmetic as
+    ``np.percentile(method="linear")``, so results are bit-identical to it.
+    """
     out = {}
     for q in qs:
         h = (n - 1) * q
         j = math.floor(h)
         lo = order_stats[j]
         hi = order_stats[j + 1] if j + 1 < n else lo
-        # NumPy's lerp: the same arithmetic as np.percentile(method="linear")
         t = h - j
         out[q] = lo + (hi - lo) * t if t < 0.5 else hi - (hi - lo) * (1 - t)
     return out

@@ -186,16 +186,9 @@ def _select(v, vmin, vmax, hist0):
                 sel = np.sort(vals[starts[k]:starts[k + 1]])
                 for r in brs:
                     order_stats[r] = float(sel[r - int(cum[b])])
-    out = {}
-    for q in _QUANTILES:
-        h = (n - 1) * q
-        j = math.floor(h)
-        lo = order_stats[j]
-        hi = order_stats[j + 1] if j + 1 < n else lo
-        # NumPy's lerp, as in exact_quantiles
-        t = h - j
-        out[q] = lo + (hi - lo) * t if t < 0.5 else hi - (hi - lo) * (1 - t)
-    return out
+    from ._intensity import quantiles_from_order_stats
+
+    return quantiles_from_order_stats(order_stats, n, _QUANTILES)
 
 
 def roi_statistics(image, mask) -> tuple[Moments, dict[str, float]]:
