@@ -52,11 +52,31 @@ def run_concurrently(work, inputs, *, rounds: int = 5):
     return results
 
 
+class _NaNFilledNumPy:
+    """NumPy, except that ``empty``/``empty_like`` are filled with NaN.
+
+    A recording executor launches nothing, so the loader's buffers are never written;
+    NaN makes them deterministic (uninitialised memory can hold values whose host-side
+    arithmetic warns) and makes any output a kernel failed to write fail comparisons.
+    """
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype=float, **kwargs):
+        return np.full(shape, np.nan, dtype=dtype, **kwargs)
+
+    @staticmethod
+    def empty_like(prototype, dtype=None, **kwargs):
+        return np.full_like(prototype, np.nan, dtype=dtype, **kwargs)
+
+
 class RecordingExecutor:
     """Runs the CUDA loader's orchestration on NumPy arrays, recording launches only
     (no GPU needed): the executor interface of ``medimg_fast.backends._cuda_kernels``."""
 
-    xp = np
+    xp = _NaNFilledNumPy()
 
     def __init__(self):
         self.launches = []
