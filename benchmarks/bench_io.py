@@ -12,8 +12,9 @@ Cases (each records ``voxels`` in ``extra_info`` for ``benchmarks/report.py``):
 Run: ``pytest benchmarks/bench_io.py --benchmark-only``.
 
 Peak memory of the streaming filter (one fresh process per size, so the figures do not mix):
-``python benchmarks/bench_io.py memory 128 256 384``.  The peak should stay near
-(threads x chunk-with-halo) plus the interpreter, whatever the volume size.
+``python benchmarks/bench_io.py memory 256 640 1024``.  The peak should level off near one
+write step (64 MiB of output, its input with the halo chunks) plus the interpreter, whatever
+the volume size.
 """
 
 from __future__ import annotations

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import zarr
 from dask.callbacks import Callback
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from medimg_fast.io import Volume, open_volume, save_volume
+from medimg_fast.io._zarr import _store_regions
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
@@ -132,6 +135,37 @@ def test_filtering_a_chunked_zarr_streams_chunk_by_chunk(tmp_path):
                                rtol=1e-5, atol=1e-6)
     # No task held more than a chunk plus its halo (18^3 voxels), far from the whole volume.
     assert 0 < watcher.largest <= 18**3 * 4 < data.nbytes / 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=6), min_size=1,
+                       max_size=4),
+       itemsize=st.sampled_from([1, 4, 8]), budget=st.integers(1, 4000))
+def test_store_regions_tile_the_array_within_the_budget(chunks, itemsize, budget):
+    chunks = tuple(tuple(c) for c in chunks)
+    shape = tuple(sum(c) for c in chunks)
+    covered = np.zeros(shape, np.int32)
+    bounds = [set(np.cumsum((0,) + c).tolist()) for c in chunks]
+    largest_block = itemsize * int(np.prod([max(c) for c in chunks]))
+    for region in _store_regions(chunks, itemsize, budget):
+        covered[region] += 1
+        # whole blocks only, so no two regions write one chunk of the store
+        assert all(s.start in b and s.stop in b for s, b in zip(region, bounds))
+        nbytes = itemsize * int(np.prod([s.stop - s.start for s in region]))
+        assert nbytes <= max(budget, largest_block)
+    assert (covered == 1).all()
+
+
+def test_store_in_small_regions_writes_the_same_volume(tmp_path, monkeypatch):
+    import medimg_fast.io._zarr as zarr_io
+
+    data = np.random.default_rng(5).normal(size=(20, 30, 40)).astype(np.float32)
+    lazy = da.from_array(data, chunks=(8, 7, 16))
+    monkeypatch.setattr(zarr_io, "_SLAB_BYTES", 8 * 7 * 16 * 4 * 3)  # three blocks a step
+    regions = list(zarr_io._store_regions(lazy.chunks, 4, zarr_io._SLAB_BYTES))
+    assert len(regions) == 3 * 5  # each z block-row (15 blocks) split into its y block-rows
+    save_volume(lazy, tmp_path / "small.zarr")
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "small.zarr").data), data)
 
 
 def test_killed_write_leaves_no_store_at_the_final_path(tmp_path):

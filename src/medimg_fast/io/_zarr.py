@@ -115,25 +115,46 @@ def _default_chunks(shape, itemsize):
     return tuple(min(int(s), edge) for s in shape)
 
 
+def _store_regions(chunks, itemsize, slab_bytes=_SLAB_BYTES):
+    """Split a chunk grid into regions of whole blocks of at most ``slab_bytes`` each.
+
+    Regions are slabs of block-rows along the first axis; where one block-row alone
+    exceeds the budget (a large volume: a 64-voxel row of a 1024^2 plane is 256 MiB of
+    float32), the row is split along the next axis too, and so on.  Yields tuples of
+    slices, in C order, covering the array exactly once.
+    """
+    import itertools
+
+    ndim = len(chunks)
+    bounds = [np.cumsum((0,) + tuple(c)) for c in chunks]
+    widest = [max(c) if len(c) else 0 for c in chunks]
+    per_step = [len(c) for c in chunks]  # blocks per region along each axis
+    for ax in range(ndim):
+        # bytes of one block-row along `ax`, outer axes as already chosen, inner ones whole
+        row = max(itemsize * widest[ax] * int(np.prod(
+            [widest[b] * per_step[b] for b in range(ndim) if b != ax])), 1)
+        per_step[ax] = max(1, min(len(chunks[ax]), int(slab_bytes // row)))
+        if per_step[ax] > 1 or row <= slab_bytes:
+            break  # the remaining (inner) axes stay whole
+    starts = [range(0, len(c), n) for c, n in zip(chunks, per_step)]
+    for first in itertools.product(*starts):
+        yield tuple(
+            slice(int(b[f]), int(b[min(f + n, len(b) - 1)]))
+            for b, f, n in zip(bounds, first, per_step)
+        )
+
+
 def _store_in_slabs(data, array, scheduler, slab_bytes=_SLAB_BYTES):
-    """Store a Dask array slab by slab along the first spatial axis.
+    """Store a Dask array region by region (see :func:`_store_regions`).
 
     One ``da.store`` over the whole graph lets Dask load input chunks far ahead of the
     writes (with ``map_overlap`` graphs, measured: about the whole input resident), so
-    peak memory grows with the volume.  Computing one slab of block-rows at a time culls
-    the graph to that slab and its halo, bounding memory by the slab size.
+    peak memory grows with the volume.  Computing one region at a time culls the graph to
+    that region and its halo, bounding memory by ``slab_bytes`` whatever the volume size.
     """
     import dask.array as da
 
-    axis = data.ndim - 3
-    row_bytes = data.nbytes / data.numblocks[axis]
-    rows_per_slab = max(1, int(slab_bytes // max(row_bytes, 1)))
-    bounds = np.cumsum((0,) + data.chunks[axis])
-    for first in range(0, data.numblocks[axis], rows_per_slab):
-        last = min(first + rows_per_slab, data.numblocks[axis])
-        region = [slice(None)] * data.ndim
-        region[axis] = slice(int(bounds[first]), int(bounds[last]))
-        region = tuple(region)
+    for region in _store_regions(data.chunks, data.dtype.itemsize, slab_bytes):
         da.store(data[region], array, regions=region, lock=False, compute=True,
                  scheduler=scheduler)
 
@@ -202,7 +223,7 @@ def write_ome_zarr(data, path, *, spacing, origin, direction, modality, source, 
             # Chunks aligned with the store's so no two tasks write one chunk: no lock needed,
             # and each task holds one chunk at a time (memory bounded).
             data = data.rechunk(chunks)
-            _store_in_slabs(data, array, scheduler)
+            _store_in_slabs(data, array, scheduler, _SLAB_BYTES)
         else:
             array[...] = data
         if path.exists():
