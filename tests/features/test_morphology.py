@@ -11,6 +11,7 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 from skimage.measure import marching_cubes, mesh_surface_area
 
+from medimg_fast.features import _morphology as morphology_module
 from medimg_fast.features import extract_features
 
 MORPH = {"families": ["morph"]}
@@ -76,7 +77,10 @@ def test_volume_scales_with_spacing(rng):
     assert f2["morph_volume"] == pytest.approx(3 * f1["morph_volume"], rel=1e-12)
 
 
-def test_moran_geary_brute_force(rng):
+@pytest.mark.parametrize("method", ["fft", "pairwise"])
+def test_moran_geary_brute_force(rng, monkeypatch, method):
+    if method == "pairwise":  # no grid is small enough: the direct pair sums
+        monkeypatch.setattr(morphology_module, "_AUTOCORR_FFT_MAX_GRID", 0)
     mask = _ball((7, 7, 7), (3, 3, 3), (2.5, 2.5, 2.5))
     image = rng.normal(size=mask.shape)
     spacing = np.array([1.5, 1.0, 1.0])
@@ -99,6 +103,49 @@ def test_moran_geary_brute_force(rng):
     capped = extract_features(image, mask, settings={"families": ["morph"],
                                                      "autocorrelation_max_voxels": 10})
     assert math.isnan(capped["morph_moran_i"]) and math.isnan(capped["morph_geary_c"])
+
+
+def _moran_geary_pdist(pos_mm, x):
+    """Reference from scipy's pair distances (each unordered pair once, so doubled)."""
+    n = len(x)
+    w = 1.0 / pdist(pos_mm)
+    dev = x - x.mean()
+    i, j = np.triu_indices(n, 1)
+    ss = np.sum(dev ** 2)
+    w_sum = 2 * w.sum()
+    moran = 2 * np.sum(w * dev[i] * dev[j])
+    geary = 2 * np.sum(w * (x[i] - x[j]) ** 2)
+    return n / w_sum * moran / ss, (n - 1) / (2 * w_sum) * geary / ss
+
+
+@pytest.mark.parametrize("case", ["noise", "smooth", "two-clusters", "slab"])
+def test_moran_geary_fft_against_pair_distances(case):
+    """ROIs of a few thousand voxels, anisotropic spacing; the FFT form vs scipy pdist.
+
+    ``smooth`` (a ramp) is positively autocorrelated (Moran's I well above its null value,
+    Geary's C below 1); ``two-clusters`` is a sparse ROI whose bounding box is mostly empty.
+    """
+    rng = np.random.default_rng(["noise", "smooth", "two-clusters", "slab"].index(case))
+    shape = (16, 30, 34)
+    image = rng.normal(50.0, 10.0, shape)
+    if case == "smooth":
+        image = image * 0.01 + np.indices(shape)[2] * 3.0  # a ramp along x
+    if case == "two-clusters":
+        mask = _ball(shape, (3, 4, 5), (2.5, 3.5, 4)) | _ball(shape, (12, 25, 28), (3, 4, 5))
+    elif case == "slab":
+        mask = np.zeros(shape, bool)
+        mask[7, 3:27, 2:31] = True  # one plane: flat ROI
+    else:
+        mask = _ball(shape, (7.5, 14.5, 16.5), (7, 12, 13)) & (rng.random(shape) < 0.8)
+    spacing = (2.5, 0.8, 0.7)
+    f = extract_features(image, mask, spacing=spacing,
+                         settings={"families": ["morph"], "autocorrelation_max_voxels": 10**6})
+    moran, geary = _moran_geary_pdist(np.argwhere(mask) * np.asarray(spacing), image[mask])
+    assert mask.sum() > 300
+    if case == "smooth":
+        assert moran > 0.1 and geary < 0.9
+    assert f["morph_moran_i"] == pytest.approx(moran, rel=1e-10, abs=1e-14)
+    assert f["morph_geary_c"] == pytest.approx(geary, rel=1e-10)
 
 
 def test_roi_touching_the_volume_edge():

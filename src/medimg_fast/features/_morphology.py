@@ -173,13 +173,77 @@ def _ellipsoid_area(a, b, c):
     return 4.0 * math.pi * a * b * total
 
 
-def _moran_geary(pos_mm, values):
-    """Moran's I and Geary's C with inverse-distance weights over all voxel pairs."""
+#: Largest zero-padded grid (voxels) for the FFT form of Moran's I and Geary's C: about
+#: 1 GiB of float64 and complex work arrays.  Sparser ROIs take the pairwise form.
+_AUTOCORR_FFT_MAX_GRID = 2**25
+
+
+def _moran_geary(idx, values, spacing):
+    """Moran's I and Geary's C with inverse-distance weights over all voxel pairs.
+
+    ``idx`` are the ROI voxel indices (N, 3), ``values`` their intensities.  With
+    ``d = x - mean`` and ``w_ij = 1 / |(i - j) * spacing|`` (``w_ii = 0``)::
+
+        I = N / W * sum_ij w_ij d_i d_j / sum_i d_i^2
+        C = (N - 1) / (2 W) * sum_ij w_ij (d_i - d_j)^2 / sum_i d_i^2,   W = sum_ij w_ij
+
+    The pair sums are correlations with the kernel ``1/r`` over the ROI's bounding box:
+    ``sum_ij w_ij d_i d_j = sum_i d_i (K * D)_i`` and ``W = sum_i (K * M)_i`` (``D`` the
+    deviations, ``M`` the ROI indicator, both zero outside), and ``sum_ij w_ij (d_i -
+    d_j)^2 = 2 sum_i d_i^2 (K * M)_i - 2 sum_i d_i (K * D)_i``.  Computed by FFT on a grid
+    zero-padded to at least twice the box (linear, not circular, correlation), the cost
+    is O(B log B) in the box size B instead of O(N^2), exact to rounding (about 1e-15
+    relative).  Where the padded grid would exceed ``_AUTOCORR_FFT_MAX_GRID`` (a sparse
+    ROI with a huge box) the pairs are summed directly.
+    """
+    idx = np.asarray(idx, np.int64)
+    values = np.asarray(values, np.float64)
+    spacing = np.asarray(spacing, np.float64)
     n = len(values)
     dev = values - values.mean()
     ss = float(np.dot(dev, dev))
     if n < 2 or ss == 0:
         return math.nan, math.nan
+    from scipy import fft
+
+    box = idx.max(axis=0) - idx.min(axis=0) + 1
+    grid = tuple(fft.next_fast_len(int(2 * b - 1), real=True) for b in box)
+    if math.prod(grid) <= _AUTOCORR_FFT_MAX_GRID:
+        moran, geary, w_sum = _autocorr_sums_fft(idx - idx.min(axis=0), dev, spacing, grid)
+    else:
+        moran, geary, w_sum = _autocorr_sums_pairwise(idx * spacing, dev)
+    return n / w_sum * moran / ss, (n - 1) / (2.0 * w_sum) * geary / ss
+
+
+def _autocorr_sums_fft(local_idx, dev, spacing, grid):
+    from scipy import fft
+
+    # 1/r at every offset; index k stands for the offset min(k, L - k), so the kernel is
+    # real and even (its transform is real) and offsets up to the box size are exact
+    offsets = [np.minimum(np.arange(n), n - np.arange(n)) * s for n, s in zip(grid, spacing)]
+    r2 = (offsets[0][:, None, None] ** 2 + offsets[1][None, :, None] ** 2
+          + offsets[2][None, None, :] ** 2)
+    r2[0, 0, 0] = np.inf  # w_ii = 0
+    kernel_hat = fft.rfftn(1.0 / np.sqrt(r2), workers=-1).real
+    del r2
+    loc = tuple(local_idx.T)
+
+    def correlate(weights):
+        field = np.zeros(grid)
+        field[loc] = weights
+        spectrum = fft.rfftn(field, workers=-1)
+        spectrum *= kernel_hat
+        return fft.irfftn(spectrum, grid, workers=-1)[loc]
+
+    kd = correlate(dev)  # (K * D) at the ROI voxels
+    km = correlate(1.0)  # (K * M): each voxel's sum of weights
+    moran = float(np.dot(dev, kd))
+    geary = 2.0 * float(np.dot(dev * dev, km)) - 2.0 * moran
+    return moran, geary, float(km.sum())
+
+
+def _autocorr_sums_pairwise(pos_mm, dev):
+    n = len(dev)
     w_sum = moran = geary = 0.0
     for k in range(0, n, 256):
         d = pos_mm[k:k + 256, None, :] - pos_mm[None, :, :]
@@ -189,9 +253,9 @@ def _moran_geary(pos_mm, values):
         w = 1.0 / dist
         w_sum += w.sum()
         moran += float(np.sum(w * np.outer(dev[k:k + 256], dev)))
-        diff = values[k:k + 256, None] - values[None, :]
+        diff = dev[k:k + 256, None] - dev[None, :]
         geary += float(np.sum(w * diff * diff))
-    return n / w_sum * moran / ss, (n - 1) / (2.0 * w_sum) * geary / ss
+    return moran, geary, w_sum
 
 
 def morphology_features(part: MorphPartial, spacing, *,
@@ -239,7 +303,7 @@ def morphology_features(part: MorphPartial, spacing, *,
             pass
     mean_int = part.sum_int / n
     if part.samples_idx is not None:
-        moran, geary = _moran_geary(part.samples_idx * spacing, part.samples_val)
+        moran, geary = _moran_geary(part.samples_idx, part.samples_val, spacing)
     else:
         moran = geary = math.nan
 
