@@ -41,8 +41,8 @@ def markdown(machine, rows) -> str:
         by_case[row["case"]][row["implementation"]] = row
     cpu = machine.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
     lines = [
-        f"Machine: {cpu}, {machine.get('cpu', {}).get('count', '?')} logical cores, "
-        f"Python {machine.get('python_version', platform.python_version())}.",
+        (f"Machine: {cpu}, {machine.get('cpu', {}).get('count', '?')} logical cores, "
+         f"Python {machine.get('python_version', platform.python_version())}."),
         "",
         "| case | implementation | shape | best time (s) | Mvox/s | x scipy.ndimage (or baseline) | x dask-image |",
         "|---|---|---|---:|---:|---:|---:|",

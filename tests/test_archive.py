@@ -116,8 +116,8 @@ def _check_tables(result, expected, bad):
         assert row["voxels"] == ref["voxels"]
         assert row["volume_mm3"] == pytest.approx(ref["volume_mm3"], rel=1e-6)
     labelled = features.set_index("path")
-    assert labelled.loc[sorted(expected)[0], "label"] == "0"
-    assert labelled.loc[sorted(expected)[0], "subject"] == "s0"
+    assert labelled.loc[min(expected), "label"] == "0"
+    assert labelled.loc[min(expected), "subject"] == "s0"
     errors = {r["path"]: (r["stage"], r["error_type"]) for _, r in result.errors.iterrows()}
     assert errors == bad
     assert all("\n" not in m and m for m in result.errors["message"])
@@ -188,7 +188,7 @@ def test_sigkilled_run_then_rerun_equals_uninterrupted(client, archive, tmp_path
                             progress=False)
     """)
     # A new session, so the kill reaches the run and every process it started.
-    log = open(tmp_path / "run.log", "wb")
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115  closed in the finally below
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -43,7 +43,7 @@ def test_readme_cli_tour_runs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(README.parent / "src"))
     for args in commands:
         done = subprocess.run([sys.executable, "-m", "medimg_fast", *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=600)
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0, (args, done.stderr[-2000:])
     assert (tmp_path / "demo-small" / "report.html").exists()
     assert (tmp_path / "predictions.csv").exists()

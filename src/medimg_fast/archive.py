@@ -499,7 +499,7 @@ def _read_part(parts_dir: Path, key: str):
             return "ok", pd.read_parquet(ok)
         if err.exists():
             return "error", json.loads(err.read_text())
-    except Exception:  # an unreadable part (e.g. a disk fault) is recomputed
+    except Exception:  # noqa: BLE001  an unreadable part (e.g. a disk fault) is recomputed
         return None
     return None
 
@@ -669,7 +669,7 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
                 entry = todo[key]
                 try:
                     outcome = future.result()
-                except Exception as exc:  # KilledWorker, lost connection: not the input's fault
+                except Exception as exc:  # noqa: BLE001  KilledWorker, lost connection: not the input's fault
                     outcome = {"status": "error", "stage": "worker",
                                "error_type": type(exc).__name__,
                                "message": " ".join(str(exc).split())}

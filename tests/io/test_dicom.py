@@ -116,7 +116,7 @@ def test_missing_slice(tmp_path):
 
 def test_duplicate_slice(tmp_path):
     folder = _copy_series(tmp_path)
-    first = sorted(os.listdir(folder))[0]
+    first = min(os.listdir(folder))
     shutil.copy(folder / first, folder / "copy_of_first")
     with pytest.raises(DicomSeriesError, match="duplicated slice"):
         open_volume(folder)
@@ -134,7 +134,7 @@ def test_unequal_spacing(tmp_path):
 
 def test_mixed_series_and_series_uid(tmp_path):
     folder = _copy_series(tmp_path)
-    other = sorted(os.listdir(CT2N))[0]
+    other = min(os.listdir(CT2N))
     shutil.copy(os.path.join(CT2N, other), folder / "other_series")
     with pytest.raises(DicomSeriesError, match="mixed series, 2 SeriesInstanceUIDs"):
         open_volume(folder)

@@ -45,11 +45,11 @@ class CupyBackend(Backend):
             cupy, _ = _import_cupy()
         except ImportError as exc:
             return f"CuPy is not installed ({exc}); install the extra: pip install 'medimg-fast[gpu]'"
-        except Exception as exc:  # a broken CUDA install raises many kinds of error
+        except Exception as exc:  # noqa: BLE001  a broken CUDA install raises many kinds
             return f"CuPy failed to import: {type(exc).__name__}: {exc}"
         try:
             count = cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  reported as the backend's reason
             return f"no CUDA device found ({type(exc).__name__}: {exc})"
         if count < 1:
             return "no CUDA device found"
@@ -57,7 +57,7 @@ class CupyBackend(Backend):
             x = cupy.arange(4, dtype=cupy.float32)
             if float((x * 2).sum()) != 12.0:
                 return "a test kernel on the CUDA device returned a wrong result"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  reported as the backend's reason
             return f"CUDA device present but unusable ({type(exc).__name__}: {exc})"
         return None
 

@@ -32,7 +32,7 @@ class NumbaBackend(Backend):
             return f"numba is not installed ({exc})"
         try:
             _kernels()
-        except Exception as exc:  # pragma: no cover - depends on the numba/LLVM install
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - numba/LLVM install
             return f"numba kernels failed to load ({type(exc).__name__}: {exc})"
         return None
 

@@ -37,10 +37,10 @@ def array_kind(image) -> str:
 
 def as_array(image, name: str = "image"):
     """Accept array-likes (lists) as NumPy arrays; validate shape and dtype."""
-    if not (hasattr(image, "shape") and hasattr(image, "dtype")):
-        if isinstance(image, (list, tuple)) or (np.isscalar(image)
-                                                and not isinstance(image, (str, bytes))):
-            image = np.asarray(image)
+    is_array = hasattr(image, "shape") and hasattr(image, "dtype")
+    if not is_array and (isinstance(image, (list, tuple))
+                         or (np.isscalar(image) and not isinstance(image, (str, bytes)))):
+        image = np.asarray(image)
     check_image(image, name)
     return image
 

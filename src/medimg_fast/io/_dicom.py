@@ -78,7 +78,7 @@ def _header(path):
         ds = pydicom.dcmread(path, defer_size="1 KB")
     except InvalidDicomError:
         return None, "not a DICOM file"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  pydicom raises many kinds on corrupt headers
         return None, f"unreadable DICOM header ({type(exc).__name__}: {exc})"
     if "PixelData" not in ds or "Rows" not in ds:
         return None, f"non-image DICOM object (SOP class {ds.get('SOPClassUID', 'unknown')})"

@@ -111,7 +111,7 @@ def read_zarr(path) -> Volume:
 
 def _default_chunks(shape, itemsize):
     # Cubic-ish chunks of about 8 MiB: small enough to stream, big enough to compress well.
-    edge = max(16, int(round((_TARGET_CHUNK_BYTES / itemsize) ** (1 / len(shape)))))
+    edge = max(16, round((_TARGET_CHUNK_BYTES / itemsize) ** (1 / len(shape))))
     return tuple(min(int(s), edge) for s in shape)
 
 
