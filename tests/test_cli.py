@@ -172,7 +172,8 @@ def test_info_lists_backends():
 def test_filter_writes_zarr_equal_to_scipy(archive, tmp_path, args, reference):
     root, _, _ = archive
     source = _a_nifti(root)
-    proc = cli("filter", source, tmp_path / "out.zarr", *args, "--backend", "numba")
+    proc = cli("filter", source, tmp_path / "out.zarr", *args, "--backend", "numba",
+               "--memory-limit", "64MiB")
     assert proc.returncode == 0, proc.stderr
     image = np.asarray(open_volume(source).data.compute(), dtype=np.float64)
     written = open_volume(tmp_path / "out.zarr")
@@ -210,6 +211,8 @@ def test_filter_options_from_config_and_cli_override(archive, tmp_path):
       "--sigma", "2"], "--sigma does not apply"),
     (["filter", "{nifti}", "{tmp}/x.zarr", "--filter", "gaussian_filter"],
      "needs --sigma"),
+    (["filter", "{nifti}", "{tmp}/x.zarr", "--filter", "sobel", "--memory-limit", "lots"],
+     "--memory-limit: expected a number of bytes or a size such as '1GiB'"),
     (["features", "{root}/missing.csv", "--out", "{tmp}/f"], "not found"),
     (["train", "{root}/manifest.csv", "--out", "{tmp}/m"], "--label is required"),
     (["bench", "--size", "many"], "invalid int value"),

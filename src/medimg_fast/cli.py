@@ -90,7 +90,7 @@ on the command line override it.  Exit codes: 0 ok, 1 some volumes failed, 2 usa
     "filter": """examples:
   medimg-fast filter scan.nii.gz smooth.zarr --filter gaussian_filter --sigma 2
   medimg-fast filter ct_series/ edges.zarr --filter gradient_magnitude --backend numba
-  medimg-fast filter big.zarr med.zarr --filter median_filter --size 3 --chunks 64
+  medimg-fast filter big.zarr med.zarr --filter median_filter --size 3 --chunks 64 --memory-limit 1GiB
   medimg-fast filter scan.nii.gz log.zarr --filter gaussian_laplace --sigma 1.5 --physical
 
 Input: NIfTI, a DICOM series (folder or file), Zarr/OME-Zarr, TIFF or .npy.  Output: an
@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunks", type=int, nargs="+", metavar="N",
                    help="process in chunks of this shape (one value or z y x)")
     g.add_argument("--volume-index", type=int, metavar="T", help="for 4-D inputs, the volume")
+    g.add_argument("--memory-limit", metavar="SIZE",
+                   help="memory budget such as 1GiB (default 2 GiB, or MEDIMG_FAST_MEMORY_BUDGET)"
+                        "; the Zarr is written in steps of 1/32 of it")
     g.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
     p = add("features", "radiomics features of an archive (manifest or folder)")
@@ -602,6 +605,13 @@ def cmd_filter(args):
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise UsageError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    if args.memory_limit is not None:
+        from .chunking import MEMORY_BUDGET_ENV, parse_size
+
+        try:
+            os.environ[MEMORY_BUDGET_ENV] = str(parse_size(args.memory_limit))
+        except ValueError as exc:
+            raise UsageError(f"--memory-limit: {exc}") from None
     volume = open_volume(args.input, volume_index=args.volume_index)
     data = volume.data
     if args.chunks:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import medimg_fast as mf
+from medimg_fast import chunking
 
 CPU = ("numpy", "numba")
 
@@ -103,13 +104,23 @@ def test_numpy_larger_than_budget_is_chunked_and_exact(monkeypatch, rng):
     image = random_image(rng, (40, 30, 20), "float32")
     whole = mf.gaussian_filter(image, 1.5, mode="wrap", backend="numba")
     monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", str(40 * 1024))
-    from medimg_fast import chunking
-
     chunks = chunking.chunk_shape_for_budget(image.shape, 4, chunking.memory_budget(), (6, 6, 6))
     assert chunks[0] < image.shape[0]  # the budget really forces chunks
     chunked = mf.gaussian_filter(image, 1.5, mode="wrap", backend="numba")
     assert isinstance(chunked, np.ndarray)
     np.testing.assert_array_equal(chunked, whole)
+
+
+def test_memory_budget_takes_sizes(monkeypatch):
+    monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", "1GiB")
+    assert chunking.memory_budget() == 2**30
+    assert chunking.write_step_bytes() == 2**30 // 32
+    monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", "1e6")
+    assert chunking.memory_budget() == 10**6
+    assert chunking.write_step_bytes() == 2**20  # never below one MiB
+    monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", "0")
+    with pytest.raises(ValueError, match="must be positive"):
+        chunking.memory_budget()
 
 
 def test_bad_memory_budget_is_reported(monkeypatch):

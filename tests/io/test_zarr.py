@@ -157,14 +157,21 @@ def test_store_regions_tile_the_array_within_the_budget(chunks, itemsize, budget
 
 
 def test_store_in_small_regions_writes_the_same_volume(tmp_path, monkeypatch):
-    import medimg_fast.io._zarr as zarr_io
+    from medimg_fast import chunking
 
-    data = np.random.default_rng(5).normal(size=(20, 30, 40)).astype(np.float32)
-    lazy = da.from_array(data, chunks=(8, 7, 16))
-    monkeypatch.setattr(zarr_io, "_SLAB_BYTES", 8 * 7 * 16 * 4 * 3)  # three blocks a step
-    regions = list(zarr_io._store_regions(lazy.chunks, 4, zarr_io._SLAB_BYTES))
-    assert len(regions) == 3 * 5  # each z block-row (15 blocks) split into its y block-rows
+    data = np.random.default_rng(5).normal(size=(40, 320, 96)).astype(np.float32)
+    lazy = da.from_array(data, chunks=(16, 64, 96))
+    step = 16 * 64 * 96 * 4 * 3  # three blocks a step (just over the 1 MiB floor)
+    monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", str(32 * step))
+    assert chunking.write_step_bytes() == step
+    regions = list(_store_regions(lazy.chunks, 4, step))
+    assert len(regions) == 3 * 2  # each z block-row (5 blocks) split into y runs of 3, 2
+    stored = []
+    real_store = da.store
+    monkeypatch.setattr(da, "store", lambda source, *a, **k: (
+        stored.append(source.shape), real_store(source, *a, **k))[1])
     save_volume(lazy, tmp_path / "small.zarr")
+    assert stored == [tuple(s.stop - s.start for s in r) for r in regions]
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "small.zarr").data), data)
 
 

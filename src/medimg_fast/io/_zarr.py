@@ -20,8 +20,6 @@ _UNIT_TO_MM = {
 #: Our own group attribute keeping the LPS geometry OME-NGFF cannot express (rotation).
 _GEOMETRY_KEY = "medimg_fast"
 _TARGET_CHUNK_BYTES = 8 * 2**20
-#: Bytes of output computed per step when storing a Dask array (memory bound of a write).
-_SLAB_BYTES = 64 * 2**20
 
 
 def is_zarr_store(path) -> bool:
@@ -115,7 +113,7 @@ def _default_chunks(shape, itemsize):
     return tuple(min(int(s), edge) for s in shape)
 
 
-def _store_regions(chunks, itemsize, slab_bytes=_SLAB_BYTES):
+def _store_regions(chunks, itemsize, slab_bytes):
     """Split a chunk grid into regions of whole blocks of at most ``slab_bytes`` each.
 
     Regions are slabs of block-rows along the first axis; where one block-row alone
@@ -144,7 +142,7 @@ def _store_regions(chunks, itemsize, slab_bytes=_SLAB_BYTES):
         )
 
 
-def _store_in_slabs(data, array, scheduler, slab_bytes=_SLAB_BYTES):
+def _store_in_slabs(data, array, scheduler, slab_bytes):
     """Store a Dask array region by region (see :func:`_store_regions`).
 
     One ``da.store`` over the whole graph lets Dask load input chunks far ahead of the
@@ -223,7 +221,9 @@ def write_ome_zarr(data, path, *, spacing, origin, direction, modality, source, 
             # Chunks aligned with the store's so no two tasks write one chunk: no lock needed,
             # and each task holds one chunk at a time (memory bounded).
             data = data.rechunk(chunks)
-            _store_in_slabs(data, array, scheduler, _SLAB_BYTES)
+            from ..chunking import write_step_bytes
+
+            _store_in_slabs(data, array, scheduler, write_step_bytes())
         else:
             array[...] = data
         if path.exists():
