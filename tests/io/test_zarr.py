@@ -119,7 +119,7 @@ def test_filtering_a_chunked_zarr_streams_chunk_by_chunk(tmp_path):
     data = rng.normal(size=(48, 48, 48)).astype(np.float32)
     src = tmp_path / "src.zarr"
     save_volume(data, src, chunks=(16, 16, 16))
-    vol = open_volume(src)
+    vol = open_volume(src, chunks=(16, 16, 16))
     assert vol.data.numblocks == (3, 3, 3)
 
     def smooth(block):
@@ -173,6 +173,45 @@ def test_store_in_small_regions_writes_the_same_volume(tmp_path, monkeypatch):
     save_volume(lazy, tmp_path / "small.zarr")
     assert stored == [tuple(s.stop - s.start for s in r) for r in regions]
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "small.zarr").data), data)
+
+
+@pytest.mark.parametrize("shape, store_chunks", [
+    ((96, 200, 160), (16, 16, 16)),      # small store chunks: grouped into bigger blocks
+    ((40, 512, 512), (1, 512, 512)),     # one slice per store chunk
+    ((30, 70, 90), (64, 64, 64)),        # one store chunk covers most of the volume
+    ((8, 2048, 2048), (8, 1024, 1024)),  # store chunks above the target: never split
+])
+def test_zarr_dask_chunks_are_whole_store_chunks(tmp_path, shape, store_chunks):
+    z = zarr.create_array(str(tmp_path / "a.zarr"), shape=shape, chunks=store_chunks,
+                          dtype="float32", fill_value=0)
+    vol = open_volume(tmp_path / "a.zarr")
+    blocks = tuple(c[0] for c in vol.data.chunks)
+    for b, s, n in zip(blocks, store_chunks, shape):
+        assert b == n or b % s == 0  # whole store chunks (the last block may be short)
+    nbytes = 4 * int(np.prod(blocks))
+    assert nbytes <= max(2 * 8 * 2**20, 4 * int(np.prod([min(s, n) for s, n in
+                                                          zip(store_chunks, shape)])))
+    if store_chunks == (16, 16, 16):
+        assert vol.data.npartitions < z.nchunks / 8  # far fewer tasks than store chunks
+    assert open_volume(tmp_path / "a.zarr", chunks=(8, 10, 10)).data.chunksize == (8, 10, 10)
+
+
+def test_zarr_dask_chunks_shrink_with_a_small_memory_budget(tmp_path, monkeypatch):
+    zarr.create_array(str(tmp_path / "a.zarr"), shape=(256, 256, 256), chunks=(32, 32, 32),
+                      dtype="float32", fill_value=0)
+    default = open_volume(tmp_path / "a.zarr").data.chunksize
+    monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", "256MiB")
+    small = open_volume(tmp_path / "a.zarr").data.chunksize
+    assert 2 * 2**20 < 4 * np.prod(default) <= 8 * 2**20  # about 8 MiB
+    assert 4 * np.prod(small) <= 2 * 2**20  # 1/128 of the budget
+    assert all(c % 32 == 0 for c in default + small)
+
+
+def test_open_volume_chunks_for_other_formats(tmp_path):
+    np.save(tmp_path / "v.npy", np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8))
+    vol = open_volume(tmp_path / "v.npy", chunks=(2, 7, 4))
+    assert vol.data.chunks == ((2, 2, 2), (7,), (4, 4))
+    np.testing.assert_array_equal(vol.data.compute(), np.load(tmp_path / "v.npy"))
 
 
 def test_killed_write_leaves_no_store_at_the_final_path(tmp_path):

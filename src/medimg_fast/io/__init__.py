@@ -75,7 +75,8 @@ def detect_format(path) -> str:
     )
 
 
-def open_volume(path, *, format=None, series_uid=None, volume_index=None) -> Volume:
+def open_volume(path, *, format=None, series_uid=None, volume_index=None,
+                chunks=None) -> Volume:
     """Open an image volume lazily.
 
     Parameters
@@ -91,6 +92,10 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None) -> Vol
     volume_index : int, optional
         For a 4-D input (``(t, z, y, x)``, e.g. fMRI NIfTI), select one 3-D volume.  By default
         the 4-D array is returned; 3-D pipelines refuse it with a clear error.
+    chunks : tuple of int, optional
+        Chunk shape of ``data`` (of the stored array, before ``volume_index``).  By default
+        each reader picks one: for Zarr, whole multiples of the store's chunks of about
+        8 MiB (a store chunk is never split, so never decoded twice).
 
     Returns
     -------
@@ -134,7 +139,7 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None) -> Vol
         volume = read_dicom(path, series_uid=series_uid)
     elif format == "zarr":
         from ._zarr import read_zarr
-        volume = read_zarr(path)
+        volume = read_zarr(path, chunks=chunks)
     elif format == "tiff":
         from ._tiff import read_tiff
         volume = read_tiff(path)
@@ -142,6 +147,8 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None) -> Vol
         from ._tiff import read_npy
         volume = read_npy(path)
 
+    if chunks is not None and format != "zarr":
+        volume.data = volume.data.rechunk(chunks)
     if volume.data.ndim not in (3, 4):
         raise VolumeReadError(
             f"{str(path)!r}: data of shape {volume.shape} is not a 3-D (z, y, x) or 4-D "
