@@ -172,7 +172,8 @@ def _store_in_slabs(data, array, scheduler, slab_bytes):
     One ``da.store`` over the whole graph lets Dask load input chunks far ahead of the
     writes (with ``map_overlap`` graphs, measured: about the whole input resident), so
     peak memory grows with the volume.  Computing one region at a time culls the graph to
-    that region and its halo, bounding memory by ``slab_bytes`` whatever the volume size.
+    that region and its halo, so the peak follows ``slab_bytes`` (a few times it, with the
+    halo blocks and Dask's copies), whatever the volume size.
     """
     import dask.array as da
 
