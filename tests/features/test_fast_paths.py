@@ -42,8 +42,7 @@ def test_morph_whole_equals_mesh_path(rng, spacing):
         image = rng.normal(50, 10, mask.shape).astype(np.float32)
         grid = BlockGrid(image, mask)
         ref_mm = np.floor(np.asarray(grid.shape) / 2.0) * sp
-        info = BlockInfo(grid.origin, (slice(None),) * 3, (True,) * 3, (True,) * 3, 0,
-                         grid.shape)
+        info = BlockInfo(grid.origin, (slice(None),) * 3, (True,) * 3, 0)
         ref = morph_block(grid.image, grid.mask, info, spacing=sp, ref_mm=ref_mm,
                           gather_samples=True)
         got = morph_whole(grid.image, grid.mask, grid.origin, spacing=sp, ref_mm=ref_mm,

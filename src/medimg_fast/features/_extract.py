@@ -43,6 +43,12 @@ def _to_host(x):
     return x
 
 
+def _whole_compiled(grid, kernels) -> bool:
+    """One NumPy block and the numba kernels: each family has a whole-volume compiled
+    path (bit-identical to the block path)."""
+    return kernels.name == "numba" and not grid.is_dask
+
+
 def _check_inputs(image, mask, spacing):
     shape = getattr(image, "shape", None)
     if shape is None or getattr(image, "dtype", None) is None:
@@ -133,16 +139,17 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
     out: dict[str, float] = {}
     grid = BlockGrid(image_host, mask_host)
     fams = settings.families
-    fast = kernels.name == "numba" and not grid.is_dask
-    if fast:
+    fast = _whole_compiled(grid, kernels)
+    if fast and "stat" in fams:
         # one block: moments and statistics in a few compiled passes (bit-identical)
         from ._stats_fast import roi_statistics
 
         mom, stats = roi_statistics(grid.image, grid.mask)
-    else:
+        out.update(stats)
+    else:  # the moments alone (discretisation, morphology) unless statistics are asked
         mom = roi_moments(grid, kernels)
-    if "stat" in fams:
-        out.update(stats if fast else intensity_statistics(grid, kernels, mom))
+        if "stat" in fams:
+            out.update(intensity_statistics(grid, kernels, mom))
     morph = None
     if "morph" in fams and fast:
         # the compiled morphology is serial and releases the GIL: it runs on the other
@@ -181,7 +188,7 @@ def _texture(grid, kernels, mom, settings):
             return (hist,)
         return hist, kernels.glcm(levels, info.core, dirs, ng)
 
-    if want_cm and kernels.name == "numba" and not grid.is_dask:
+    if want_cm and _whole_compiled(grid, kernels):
         # one block: discretise, histogram and count all directions in one compiled call
         parts = kernels.texture_whole(grid.image, grid.mask, disc.lo, disc.scale_num,
                                       disc.scale_den, ng, dirs)
@@ -201,7 +208,7 @@ def _morphology(grid, mom, spacing, settings, kernels):
     # a fixed reference point near the volume's centre keeps the signed-volume terms small
     ref_mm = np.floor(np.asarray(grid.shape) / 2.0) * spacing_arr
     gather = mom.n <= settings.autocorrelation_max_voxels
-    if kernels.name == "numba" and not grid.is_dask:
+    if _whole_compiled(grid, kernels):
         # one block: count cell configurations instead of building the mesh
         from ._morph_fast import max_diameter, morph_whole
 

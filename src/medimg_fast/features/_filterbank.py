@@ -7,8 +7,6 @@ are taken per millimetre, so anisotropic voxels give the same physical filter.
 
 from __future__ import annotations
 
-import numpy as np
-
 __all__ = ["filter_response"]
 
 _MODE = "reflect"
@@ -47,10 +45,9 @@ def crop_for_filter(image, mask, spec, spacing, *, box=None):
     """
     radius = _radius(spec, spacing)
     if box is None:
-        box = []
-        for ax in range(mask.ndim):
-            hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
-            box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+        from ._partials import roi_bbox
+
+        box = roi_bbox(mask)
     crop = tuple(slice(max(b.start - r, 0), min(b.stop + r, n))
                  for b, r, n in zip(box, radius, mask.shape))
     return image[crop], mask[crop]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._intensity import quantile_ranks, quantiles_from_order_stats
+
 __all__ = ["IH_TAGS", "Discretisation", "histogram_features"]
 
 IH_TAGS = (
@@ -65,15 +67,6 @@ def _order_stat(cum, r):
     return int(np.searchsorted(cum, r, side="right")) + 1
 
 
-def _quantile(cum, n, q):
-    h = (n - 1) * q
-    j = math.floor(h)
-    lo = _order_stat(cum, j)
-    hi = _order_stat(cum, j + 1) if j + 1 < n else lo
-    t = h - j
-    return lo + (hi - lo) * t if t < 0.5 else hi - (hi - lo) * (1 - t)
-
-
 def histogram_features(counts: np.ndarray) -> dict[str, float]:
     """The 23 IBSI intensity-histogram features from grey-level counts ``counts[i-1]``.
 
@@ -101,7 +94,9 @@ def histogram_features(counts: np.ndarray) -> dict[str, float]:
     cum = np.cumsum(counts)
     nz = np.flatnonzero(counts)
     vmin, vmax = float(nz[0] + 1), float(nz[-1] + 1)
-    q = {x: _quantile(cum, n, x) for x in (0.10, 0.25, 0.50, 0.75, 0.90)}
+    qs = (0.10, 0.25, 0.50, 0.75, 0.90)
+    q = quantiles_from_order_stats(
+        {r: _order_stat(cum, r) for r in quantile_ranks(n, qs)}, n, qs)
     median = q[0.5]
     inside = (levels >= q[0.10]) & (levels <= q[0.90])
     n_in = counts[inside].sum()

@@ -42,20 +42,37 @@ def roi_moments(grid, kernels) -> Moments:
     return mom
 
 
-def exact_quantiles(grid, kernels, mom: Moments, qs=_QUANTILES) -> dict[float, float]:
-    """Exact type-7 quantiles of the ROI values by multi-pass selection (see module)."""
-    n = mom.n
+def quantile_ranks(n: int, qs) -> list[int]:
+    """The 0-based ranks whose values the type-7 quantiles ``qs`` of ``n`` values need:
+    ``floor((n - 1) q)`` and the next one (sorted, each once)."""
     ranks = set()
     for q in qs:
-        h = (n - 1) * q
-        j = math.floor(h)
+        j = math.floor((n - 1) * q)
         ranks.add(j)
         if j + 1 < n:
             ranks.add(j + 1)
+    return sorted(ranks)
+
+
+def ranks_by_bin(counts, offset: int, ranks) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """Locate ``ranks`` in a window's histogram: ``(cum, {bin: ranks in it})`` where
+    ``cum[b]`` is the rank of the first value of bin ``b`` (the window starts at rank
+    ``offset``)."""
+    cum = np.concatenate([[0], np.cumsum(counts)]) + offset
+    by_bin: dict[int, list[int]] = {}
+    for r in ranks:
+        b = int(np.searchsorted(cum, r, side="right") - 1)
+        by_bin.setdefault(b, []).append(r)
+    return cum, by_bin
+
+
+def exact_quantiles(grid, kernels, mom: Moments, qs=_QUANTILES) -> dict[float, float]:
+    """Exact type-7 quantiles of the ROI values by multi-pass selection (see module)."""
+    n = mom.n
     # windows: (lo, hi, rank offset, ranks inside), every value in [lo, hi] has a rank
     # in [offset, offset + count)
     order_stats: dict[int, float] = {}
-    pending = [(mom.min, mom.max, 0, sorted(ranks))]
+    pending = [(mom.min, mom.max, 0, quantile_ranks(n, qs))]
     while pending:
         hist_windows = []
         collect_windows = []
@@ -76,11 +93,7 @@ def exact_quantiles(grid, kernels, mom: Moments, qs=_QUANTILES) -> dict[float, f
 
             results = grid.reduce_values(_hist, _merge)
             for (lo, hi, off, rs), (counts, mins, maxs) in zip(hist_windows, results):
-                cum = np.concatenate([[0], np.cumsum(counts)]) + off
-                by_bin: dict[int, list[int]] = {}
-                for r in rs:
-                    b = int(np.searchsorted(cum, r, side="right") - 1)
-                    by_bin.setdefault(b, []).append(r)
+                cum, by_bin = ranks_by_bin(counts, off, rs)
                 for b, brs in by_bin.items():
                     window = (float(mins[b]), float(maxs[b]), int(cum[b]), brs)
                     if mins[b] == maxs[b] or counts[b] > _COLLECT_MAX:

@@ -11,10 +11,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["KERNEL_BACKENDS", "kernels_for"]
-
-#: Backends with their own counting kernels.  CuPy arrays are moved to the host first.
-KERNEL_BACKENDS = ("numpy", "numba")
+__all__ = ["kernels_for"]
 
 #: Blocks of at least this many voxels use the multi-threaded numba kernels.
 _PARALLEL_MIN = 1 << 18
@@ -113,6 +110,8 @@ class _NumpyKernels:
 def _numba_kernels():
     import numba
 
+    from . import _numba_inline as inl
+
     @numba.njit(cache=True, nogil=True)
     def moments(v):
         n = v.size
@@ -132,11 +131,7 @@ def _numba_kernels():
         m3 = 0.0
         m4 = 0.0
         for x in v:
-            d = x - mean
-            d2 = d * d
-            m2 += d2
-            m3 += d2 * d
-            m4 += d2 * d2
+            m2, m3, m4 = inl.central_sums_add(x, mean, m2, m3, m4)
         return (n, mean, m2, m3, m4, vmin, vmax, ss)
 
     def _discretise(image, mask, lo, scale_num, scale_den, ng):
@@ -145,12 +140,7 @@ def _numba_kernels():
         out = np.zeros(flat.size, np.int32)
         for i in numba.prange(flat.size):
             if mflat[i]:
-                lev = np.floor(scale_num * (np.float64(flat[i]) - lo) / scale_den) + 1.0
-                if lev < 1.0:
-                    lev = 1.0
-                elif lev > ng:
-                    lev = ng
-                out[i] = np.int32(lev)
+                out[i] = inl.grey_level(flat[i], lo, scale_num, scale_den, ng)
         return out.reshape(image.shape)
 
     def _glcm(levels, bounds, directions, ng):
@@ -226,13 +216,7 @@ def _numba_kernels():
             for y in range(ny):
                 for x in range(nx):
                     if mask[z, y, x]:
-                        lev = np.floor(scale_num * (np.float64(image[z, y, x]) - lo)
-                                       / scale_den) + 1.0
-                        if lev < 1.0:
-                            lev = 1.0
-                        elif lev > ng:
-                            lev = ng
-                        g = np.int32(lev)
+                        g = inl.grey_level(image[z, y, x], lo, scale_num, scale_den, ng)
                         levels[z + pad, y + pad, x + pad] = g
                         hist[g - 1] += 1
         nd = dirs.shape[0]

@@ -294,7 +294,7 @@ def morph_whole(image, mask, origin, *, spacing, ref_mm, gather_samples):
     Same partial as :func:`._morphology.morph_block` on the whole volume (see the module
     docstring), its hull points being the hull vertices of the mesh vertices.
     """
-    from ._morphology import MorphPartial, _hull_vertices
+    from ._morphology import MorphPartial
 
     cell_configs, voxel_pass, line_points = _kernels()[:3]
     spacing = np.asarray(spacing, np.float64)
@@ -341,7 +341,7 @@ def morph_whole(image, mask, origin, *, spacing, ref_mm, gather_samples):
             qh = ConvexHull(cand)
             hull, hull_stats = cand[qh.vertices], (float(qh.volume), float(qh.area))
         except QhullError:  # flat ROI: as _hull_vertices, keep every point (exact)
-            hull = _hull_vertices(cand)
+            hull = np.unique(cand, axis=0)
     else:
         hull = cand
 

@@ -26,16 +26,25 @@ def _is_dask(x) -> bool:
 @dataclass(frozen=True)
 class BlockInfo:
     """Where a block lies: ``offset`` is the global index of the block's element 0;
-    ``core`` the slices of the block that it owns (the rest is halo); ``first``/``last``
-    whether it touches the low/high edge of the volume along each axis; ``halo`` the
-    halo width actually present on each side (0 for a NumPy image)."""
+    ``core`` the slices of the block that it owns (the rest is halo); ``first`` whether
+    it touches the low edge of the volume along each axis; ``halo`` the halo width
+    actually present on each side (0 for a NumPy image)."""
 
     offset: tuple[int, ...]
     core: tuple[slice, ...]
     first: tuple[bool, ...]
-    last: tuple[bool, ...]
     halo: int
-    shape: tuple[int, ...]
+
+
+def roi_bbox(mask) -> tuple[slice, ...] | None:
+    """The bounding box of the True voxels of a NumPy ``mask`` (None when there are none)."""
+    box = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 class BlockGrid:
@@ -70,14 +79,9 @@ class BlockGrid:
                 mask = np.asarray(mask, bool)
                 # every family depends only on the ROI and its direct neighbours:
                 # work on the bounding box (offsets keep positions global)
-                box = []
-                for ax in range(mask.ndim):
-                    hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim)
-                                                             if a != ax)))
-                    if hit.size == 0:
-                        raise ValueError("the ROI is empty: `mask` selects no voxel")
-                    box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-                box = tuple(box)
+                box = roi_bbox(mask)
+                if box is None:
+                    raise ValueError("the ROI is empty: `mask` selects no voxel")
                 image, mask = image[box], mask[box]
                 self.origin = tuple(b.start for b in box)
         self.image = image
@@ -107,7 +111,7 @@ class BlockGrid:
         return merge_all(parts, merge)
 
     # -- blocks with a halo --------------------------------------------------------
-    def reduce_blocks(self, func, merge, *, halo=0, with_image=True):
+    def reduce_blocks(self, func, merge, *, halo=0):
         """``merge`` over blocks of ``func(image_block, mask_block, info)``.
 
         Dask blocks carry ``halo`` voxels of their neighbours on each side (outside the
@@ -116,9 +120,8 @@ class BlockGrid:
         """
         if not self.is_dask:
             nd = len(self.shape)
-            info = BlockInfo(self.origin, (slice(None),) * nd, (True,) * nd, (True,) * nd,
-                             0, self.shape)
-            return func(self.image if with_image else None, self.mask, info)
+            info = BlockInfo(self.origin, (slice(None),) * nd, (True,) * nd, 0)
+            return func(self.image, self.mask, info)
         import dask
         import dask.array as da
 
@@ -134,11 +137,10 @@ class BlockGrid:
                 image, mask = image.rechunk(chunks), mask.rechunk(chunks)
             depth = {ax: halo for ax in range(len(self.shape))}
             mask = da.overlap.overlap(mask, depth=depth, boundary=False)
-            if with_image:
-                image = da.overlap.overlap(image, depth=depth, boundary=0)
+            image = da.overlap.overlap(image, depth=depth, boundary=0)
         starts = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
         msk_blocks = mask.to_delayed()
-        img_blocks = image.to_delayed() if with_image else None
+        img_blocks = image.to_delayed()
         call = dask.delayed(func, pure=True)
         parts = []
         for idx in np.ndindex(*msk_blocks.shape):
@@ -148,11 +150,9 @@ class BlockGrid:
                 offset=offset,
                 core=tuple(slice(halo, halo + s) for s in size),
                 first=tuple(i == 0 for i in idx),
-                last=tuple(i == n - 1 for i, n in zip(idx, msk_blocks.shape)),
                 halo=halo,
-                shape=self.shape,
             )
-            parts.append(call(img_blocks[idx] if with_image else None, msk_blocks[idx], info))
+            parts.append(call(img_blocks[idx], msk_blocks[idx], info))
         return merge_all(dask.compute(*parts), merge)
 
 

@@ -19,18 +19,24 @@ import math
 
 import numpy as np
 
+from ._intensity import (
+    _COLLECT_MAX,
+    _NBINS,
+    _QUANTILES,
+    quantile_ranks,
+    quantiles_from_order_stats,
+    ranks_by_bin,
+)
 from ._partials import Moments
 
 __all__ = ["roi_statistics"]
-
-#: Bins of the quantile histogram (a bin near the median holds about n / 1000 values).
-_NBINS = 4096
-_QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
 
 
 @functools.lru_cache(maxsize=1)
 def _compiled():
     import numba
+
+    from . import _numba_inline as inl
 
     @numba.njit(cache=True, nogil=True)
     def absdev(v, c, out):
@@ -78,13 +84,8 @@ def _compiled():
         m3 = 0.0
         m4 = 0.0
         for x in v:
-            d = x - mean
-            d2 = d * d
-            m2 += d2
-            m3 += d2 * d
-            m4 += d2 * d2
-            b = np.int64((x - lo) * scale)  # x >= lo: truncation is floor, monotone
-            b = min(b, nbins - 1)
+            m2, m3, m4 = inl.central_sums_add(x, mean, m2, m3, m4)
+            b = inl.quantile_bin(x, lo, scale, nbins)
             counts[b] += 1
             mins[b] = min(mins[b], x)
             maxs[b] = max(maxs[b], x)
@@ -100,8 +101,7 @@ def _compiled():
         for x in v:
             if x < lo or x > hi:
                 continue
-            b = np.int64((x - lo) * scale)
-            b = min(b, nbins - 1)
+            b = inl.quantile_bin(x, lo, scale, nbins)
             counts[b] += 1
             mins[b] = min(mins[b], x)
             maxs[b] = max(maxs[b], x)
@@ -121,9 +121,7 @@ def _compiled():
         for x in v:
             if x < lo or x > hi:
                 continue
-            b = np.int64((x - lo) * scale)
-            b = min(b, nbins - 1)
-            w = slot_of_bin[b]
+            w = slot_of_bin[inl.quantile_bin(x, lo, scale, nbins)]
             if w >= 0:
                 out[fill[w]] = x
                 fill[w] += 1
@@ -145,18 +143,10 @@ def _select(v, vmin, vmax, hist0):
     """Exact order statistics for the type-7 quantiles: the selection of
     :func:`._intensity.exact_quantiles`, each round's candidate bins collected in one
     compiled pass per histogrammed window."""
-    from ._intensity import _COLLECT_MAX
-
     _, _, _, hist, collect, _ = _compiled()
     n = v.size
-    ranks = set()
-    for q in _QUANTILES:
-        j = math.floor((n - 1) * q)
-        ranks.add(j)
-        if j + 1 < n:
-            ranks.add(j + 1)
     order_stats: dict[int, float] = {}
-    pending = [(vmin, vmax, 0, sorted(ranks), hist0)]
+    pending = [(vmin, vmax, 0, quantile_ranks(n, _QUANTILES), hist0)]
     while pending:
         todo, pending = pending, []
         for lo, hi, off, rs, h in todo:
@@ -165,11 +155,7 @@ def _select(v, vmin, vmax, hist0):
                     order_stats[r] = lo
                 continue
             counts, mins, maxs = h if h is not None else hist(v, lo, hi, _NBINS)
-            cum = np.concatenate([[0], np.cumsum(counts)]) + off
-            by_bin: dict[int, list[int]] = {}
-            for r in rs:
-                b = int(np.searchsorted(cum, r, side="right") - 1)
-                by_bin.setdefault(b, []).append(r)
+            cum, by_bin = ranks_by_bin(counts, off, rs)
             slot_of_bin = np.full(_NBINS, -1, np.int64)
             gathered = []
             for b, brs in by_bin.items():
@@ -186,8 +172,6 @@ def _select(v, vmin, vmax, hist0):
                 sel = np.sort(vals[starts[k]:starts[k + 1]])
                 for r in brs:
                     order_stats[r] = float(sel[r - int(cum[b])])
-    from ._intensity import quantiles_from_order_stats
-
     return quantiles_from_order_stats(order_stats, n, _QUANTILES)
 
 
