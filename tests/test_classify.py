@@ -97,7 +97,9 @@ def test_groups_never_split_across_folds(rng):
 
 
 def test_multiclass_roc_auc_one_vs_rest():
+    from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     data = load_iris()
     res = train(data.data, data.target, model="logistic_regression", cv=5)
@@ -105,7 +107,12 @@ def test_multiclass_roc_auc_one_vs_rest():
     assert np.asarray(res.metrics["confusion_matrix"]).shape == (3, 3)
     assert 0.9 < res.metrics["roc_auc"] <= 1.0
     assert 0.9 < res.metrics["roc_auc_pooled"] <= 1.0
-    assert roc_auc_score  # the metric itself comes from scikit-learn
+    # independent reference: scikit-learn's own out-of-fold probabilities, same folds
+    ref = cross_val_predict(clone(res.model), data.data, data.target, method="predict_proba",
+                            cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    np.testing.assert_allclose(res.extra["oof_proba"], ref, rtol=1e-12, atol=1e-12)
+    assert res.metrics["roc_auc_pooled"] == pytest.approx(
+        roc_auc_score(data.target, ref, multi_class="ovr"), rel=1e-12)
 
 
 def test_validation(rng):

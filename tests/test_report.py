@@ -92,6 +92,16 @@ def test_out_of_fold_probabilities_reproduce_the_cv(study):
     cm = pd.crosstab(pd.Series(y), pd.Series(pred)).reindex(
         index=training.classes, columns=training.classes, fill_value=0).to_numpy()
     np.testing.assert_array_equal(cm, training.metrics["confusion_matrix"])
+    # ...and each fold's rows are what a model fitted on the other folds predicts
+    # (in-sample probabilities would differ), refitted here with scikit-learn
+    from sklearn.base import clone
+
+    X = table[["stat_mean", "cm_contrast_3D_avg", "noise_<script>"]]
+    fold = np.asarray(training.fold_of_sample)
+    for k in np.unique(fold):
+        held = fold == k
+        refit = clone(training.model).fit(X[~held], y[~held])
+        np.testing.assert_allclose(proba[held], refit.predict_proba(X[held]), atol=1e-12)
 
 
 def test_feature_importances_rank_the_informative_feature_first(study):

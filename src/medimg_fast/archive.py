@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ._shared.utils import one_line
+
 __all__ = [
     "ArchiveResult",
     "ArchiveSourceNotFoundError",
@@ -335,8 +337,13 @@ def _materialise(data, limit):
     return data
 
 
-def _compute_scalar(x):
-    return x.compute(scheduler="synchronous") if hasattr(x, "compute") else x
+def _compute_scalars(*xs):
+    """Values of NumPy scalars or Dask reductions (the latter in one pass over the data)."""
+    if any(hasattr(x, "compute") for x in xs):
+        import dask
+
+        return dask.compute(*xs, scheduler="synchronous")
+    return xs
 
 
 def _resample(array, spacing, target, order):
@@ -373,14 +380,14 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
 
     This is the body of one Dask task: read, validate, preprocess, filter, extract features.
     """
-    from .io import open_volume
+    from .io import _select_volume, open_volume
 
     stage = "read"
     try:
         volume = open_volume(entry.path)
+        if volume.data.ndim == 4 and config.volume_index is not None:
+            _select_volume(volume, config.volume_index)
         data = volume.data
-        if data.ndim == 4 and config.volume_index is not None:
-            data = data[config.volume_index]
         if data.ndim != 3:
             stage = "validate"
             raise WrongDimensionalityError(
@@ -402,7 +409,8 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
 
         stage = "validate"
         if np.dtype(image.dtype).kind == "f":
-            n_bad = int(_compute_scalar((~np.isfinite(image)).sum()))
+            (n_bad,) = _compute_scalars((~np.isfinite(image)).sum())
+            n_bad = int(n_bad)
             if n_bad:
                 raise NonFiniteVoxelsError(f"{n_bad} NaN or infinite voxel(s) in "
                                            f"{int(np.prod(image.shape))}")
@@ -419,9 +427,8 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
                                             f"image shape {image.shape}")
             spacing = config.target_spacing
         if config.normalize == "zscore":
-            values = image[mask] if mask is not None else image
-            mean = float(_compute_scalar(values.astype(np.float64).mean()))
-            std = float(_compute_scalar(values.astype(np.float64).std()))
+            values = (image[mask] if mask is not None else image).astype(np.float64)
+            mean, std = (float(x) for x in _compute_scalars(values.mean(), values.std()))
             if std == 0:
                 raise ValueError("z-score normalisation of a constant image (std = 0)")
             image = ((image - mean) / std).astype(np.float32)
@@ -452,7 +459,7 @@ def _task(entry, config):
         return {"status": "ok", "features": row, "seconds": time.perf_counter() - start}
     except _StageError as err:
         exc = err.exc
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = one_line(exc)
         return {"status": "error", "stage": err.stage, "error_type": type(exc).__name__,
                 "message": message, "seconds": time.perf_counter() - start}
 
@@ -460,6 +467,21 @@ def _task(entry, config):
 # ---------------------------------------------------------------------------------------------
 # Parts: atomic per-volume results
 # ---------------------------------------------------------------------------------------------
+
+#: Written beside ``features.parquet`` (by the CLI and the demo) so that ``train`` records
+#: the extraction settings in the model card and ``predict`` extracts new volumes the same way.
+FEATURE_SETTINGS_FILE = "feature_settings.json"
+
+
+def write_feature_settings(out_dir, settings) -> Path:
+    """Write ``settings`` (any form :class:`FeatureSettings` accepts) as JSON in ``out_dir``."""
+    from .features import FeatureSettings
+
+    path = Path(out_dir) / FEATURE_SETTINGS_FILE
+    text = json.dumps(FeatureSettings.coerce(settings).to_dict(), indent=2, sort_keys=True)
+    path.write_text(text)
+    return path
+
 
 def _atomic_write_bytes(path: Path, payload: bytes):
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -672,7 +694,7 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
                 except Exception as exc:  # noqa: BLE001  KilledWorker, lost connection: not the input's fault
                     outcome = {"status": "error", "stage": "worker",
                                "error_type": type(exc).__name__,
-                               "message": " ".join(str(exc).split())}
+                               "message": one_line(exc)}
                     transient.append(key)
                 else:
                     _write_part(parts_dir, key, entry, outcome)

@@ -31,6 +31,8 @@ import time
 import traceback
 from pathlib import Path
 
+from ._shared.utils import one_line
+
 __all__ = ["FILTER_NAMES", "UsageError", "build_parser", "main"]
 
 PROG = "medimg-fast"
@@ -152,14 +154,26 @@ def _global_parent(suppress: bool):
     return parent
 
 
-def _add_archive_options(p):
-    g = p.add_argument_group("feature extraction")
+def _add_cluster_options(g):
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a local "
                         "cluster on this machine)")
     g.add_argument("--workers", type=int, metavar="N",
                    help="workers of the local cluster (default: one per core)")
     g.add_argument("--backend", default="auto", help="numba, numpy, cupy or auto (default)")
+
+
+def _add_model_options(g):
+    from .classify import MODELS
+
+    g.add_argument("--model", default="random_forest", choices=MODELS,
+                   help="classifier (default: random_forest)")
+    g.add_argument("--cv", type=int, default=5, metavar="K", help="folds (default 5)")
+
+
+def _add_archive_options(p):
+    g = p.add_argument_group("feature extraction")
+    _add_cluster_options(g)
     g.add_argument("--bin-width", type=float, metavar="W",
                    help="IBSI fixed bin size for discretisation (e.g. 25 HU)")
     g.add_argument("--bin-count", type=int, metavar="N",
@@ -180,17 +194,13 @@ def _add_archive_options(p):
 
 
 def _add_training_options(p, *, label_required):
-    from .classify import MODELS
-
     g = p.add_argument_group("training")
     g.add_argument("--label", metavar="COLUMN", default=None if label_required else "label",
                    help="the class column" + ("" if label_required else " (default: label)"))
     g.add_argument("--group", metavar="COLUMN",
                    help="subject column: folds never split a subject (run: 'subject' when "
                         "the table has it)")
-    g.add_argument("--model", default="random_forest", choices=MODELS,
-                   help="classifier (default: random_forest)")
-    g.add_argument("--cv", type=int, default=5, metavar="K", help="folds (default 5)")
+    _add_model_options(g)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,11 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small: 24 volumes of 48-56^3; medium (default): 100 of 96-128^3; "
                         "large: 300 of 128-192^3")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic archive")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
-    p.add_argument("--workers", type=int, metavar="N", help="workers of the local cluster")
-    p.add_argument("--backend", default="auto", help="numba, numpy, cupy or auto (default)")
-    p.add_argument("--model", default="random_forest", help="classifier")
-    p.add_argument("--cv", type=int, default=5, metavar="K", help="folds (default 5)")
+    _add_cluster_options(p)
+    _add_model_options(p)
     return parser
 
 
@@ -687,23 +694,13 @@ def _run_features(args, source, out_dir, settings):
                            **_pipeline_options(args))
 
 
-#: Written beside ``features.parquet`` so that ``train`` records the extraction settings in
-#: the model card and ``predict`` extracts new volumes the same way.
-SETTINGS_FILE = "feature_settings.json"
-
-
-def _write_settings(out_dir, settings):
-    from .features import FeatureSettings
-
-    text = json.dumps(FeatureSettings.coerce(settings).to_dict(), indent=2, sort_keys=True)
-    (Path(out_dir) / SETTINGS_FILE).write_text(text)
-
-
 def cmd_features(args):
     start = time.perf_counter()
     settings = _feature_settings(args)
     result = _run_features(args, args.source, args.out, settings)
-    _write_settings(args.out, settings)
+    from .archive import write_feature_settings
+
+    write_feature_settings(args.out, settings)
     summary = {**_archive_summary(result), "seconds": time.perf_counter() - start}
     lines = [f"features: {result.summary()}", f"  table:  {result.features_path}",
              f"  errors: {result.errors_path}"]
@@ -730,7 +727,9 @@ def cmd_train(args):
     from .demo import train_from_table
 
     table = _read_table(args.features)
-    settings_file = Path(args.features).parent / SETTINGS_FILE
+    from .archive import FEATURE_SETTINGS_FILE
+
+    settings_file = Path(args.features).parent / FEATURE_SETTINGS_FILE
     settings = json.loads(settings_file.read_text()) if settings_file.is_file() else None
     start = time.perf_counter()
     training, model_dir = train_from_table(table, label=args.label, group=args.group,
@@ -952,11 +951,6 @@ _COMMANDS = {"info": cmd_info, "filter": cmd_filter, "features": cmd_features,
              "demo": cmd_demo}
 
 
-def _one_line(exc) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 def main(argv=None) -> int:
     """Run ``medimg-fast`` with `argv` (default ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -971,7 +965,7 @@ def main(argv=None) -> int:
     except UsageError as exc:
         if debug:
             traceback.print_exc()
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
             ValueError, TypeError) as exc:
@@ -979,12 +973,12 @@ def main(argv=None) -> int:
         if debug:
             traceback.print_exc()
         hint = "" if debug else " (rerun with --debug for the traceback)"
-        print(f"{PROG}: error: {_one_line(exc)}{hint}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001  (the last resort: one line, exit code 3)
         if debug:
             traceback.print_exc()
         hint = "" if debug else "; rerun with --debug for the traceback"
-        print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}",
+        print(f"{PROG}: internal error: {type(exc).__name__}: {one_line(exc)}{hint}",
               file=sys.stderr)
         return EXIT_INTERNAL

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._shared.utils import one_line
+
 __all__ = [
     "DEMO_FEATURE_SETTINGS",
     "DEMO_SIZES",
@@ -406,7 +408,7 @@ def summarise_real_scans(*, sigma_mm=1.0, backend="auto", image_dir=None):
                     title=name)
                 images.append({"title": name, "path": png})
         except Exception as exc:  # noqa: BLE001  (a broken sample such as MR_truncated is reported)
-            row["status"] = f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+            row["status"] = f"error: {type(exc).__name__}: {one_line(exc)[:160]}"
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
     return rows, images
@@ -575,7 +577,7 @@ def run_study(source, out_dir, *, label="label", group=None, model="random_fores
     -------
     StudyResult
     """
-    from .archive import process_archive
+    from .archive import process_archive, write_feature_settings
     from .report import write_report
 
     out_dir = Path(out_dir)
@@ -590,9 +592,7 @@ def run_study(source, out_dir, *, label="label", group=None, model="random_fores
                               feature_settings=settings, backend=backend,
                               **(pipeline_options or {}))
     seconds = time.perf_counter() - start
-    from .features import FeatureSettings
-    (out_dir / "features" / "feature_settings.json").write_text(
-        json.dumps(FeatureSettings.coerce(settings).to_dict(), indent=2, sort_keys=True))
+    write_feature_settings(out_dir / "features", settings)
     table = archive.features
     stages.append({"stage": "read + features (Dask)", "seconds": seconds,
                    "volumes": int(archive.n_succeeded + archive.n_failed - archive.n_skipped),

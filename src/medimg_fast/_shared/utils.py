@@ -113,3 +113,8 @@ def check_truncate(truncate) -> float:
     if not np.isfinite(truncate) or truncate <= 0:
         raise ValueError(f"`truncate` must be a positive finite number, got {truncate!r}")
     return float(truncate)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type name when the message is empty)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -155,20 +155,26 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None,
             "(t, z, y, x) volume"
         )
     if volume_index is not None:
-        if isinstance(volume_index, bool) or not isinstance(volume_index, numbers.Integral):
-            raise TypeError(f"`volume_index` must be an int or None, got {volume_index!r}")
-        if volume.data.ndim != 4:
-            raise ValueError(
-                f"`volume_index` selects a volume of a 4-D input, but {str(path)!r} is 3-D "
-                f"with shape {volume.shape}"
-            )
-        n = volume.shape[0]
-        if not -n <= volume_index < n:
-            raise ValueError(f"`volume_index` must be in [{-n}, {n - 1}] for {n} volumes, "
-                             f"got {volume_index}")
-        volume.data = volume.data[volume_index]
-        volume.metadata["volume_index"] = int(volume_index) % n
-        volume.metadata.pop("time_axis", None)
+        _select_volume(volume, volume_index, source=path)
+    return volume
+
+
+def _select_volume(volume: Volume, volume_index, *, source=None) -> Volume:
+    """Keep one 3-D volume of a 4-D ``(t, z, y, x)`` :class:`Volume`, in place; returns it."""
+    if isinstance(volume_index, bool) or not isinstance(volume_index, numbers.Integral):
+        raise TypeError(f"`volume_index` must be an int or None, got {volume_index!r}")
+    if volume.data.ndim != 4:
+        raise ValueError(
+            f"`volume_index` selects a volume of a 4-D input, but "
+            f"{str(source or volume.source)!r} is 3-D with shape {volume.shape}"
+        )
+    n = volume.shape[0]
+    if not -n <= volume_index < n:
+        raise ValueError(f"`volume_index` must be in [{-n}, {n - 1}] for {n} volumes, "
+                         f"got {volume_index}")
+    volume.data = volume.data[volume_index]
+    volume.metadata["volume_index"] = int(volume_index) % n
+    volume.metadata.pop("time_axis", None)
     return volume
 
 
