@@ -51,8 +51,6 @@ __host__ __device__ __forceinline__ int extend_index(int i, int n) {
     return r < n ? r : period - r;
 }
 
-// Whether position i of an axis of length n lies inside the array.
-__host__ __device__ __forceinline__ bool inside(int i, int n) { return i >= 0 && i < n; }
 
 // Read-only load of sample i (already extended) of a line, cval where i == -1.
 template <typename T>

@@ -4,12 +4,12 @@ A filter whose output voxel depends on input voxels at most ``d_a`` away along a
 ``a`` is run on a Dask array as follows:
 
 1. chunks thinner than the halo are merged with a neighbour, so each chunk holds at
-   least ``d_a`` voxels;
-2. for ``reflect``, ``mirror`` and ``wrap``, every axis is extended by ``d_a`` voxels on
-   both sides with the boundary rule (:mod:`medimg_fast._shared.boundary`), built from
-   slices of the array itself, so ``wrap`` takes the far face and ``mirror``/``reflect``
-   may fold more than once; the extension is merged into the outer chunks.  For
-   ``constant`` and ``nearest`` the kernel extends the outer faces itself, as unchunked;
+   least ``d_a`` voxels (an axis shorter than that becomes one chunk);
+2. for ``wrap``, every axis is extended by ``d_a`` voxels on both sides with the far
+   face's voxels (:mod:`medimg_fast._shared.boundary`), merged into the outer chunks.
+   For every other mode the kernel extends the outer faces itself, as unchunked: an
+   outer block holds its chunk (at least ``d_a`` voxels) plus the neighbour's halo, all
+   that ``reflect``/``mirror`` fold in, and a one-chunk axis is the whole axis;
 3. :func:`dask.array.map_overlap` with ``boundary="none"`` hands each task its chunk
    plus ``d_a`` real voxels from each neighbour; the kernel runs on that block and the
    halo is trimmed;
@@ -71,17 +71,17 @@ def write_step_bytes() -> int:
     return max(memory_budget() // _WRITE_STEP_FRACTION, 2**20)
 
 
-#: Modes whose extension needs voxels the outer chunks do not hold (the far face, or
-#: folds deeper than a chunk): the array is extended with real data first.  For
-#: ``constant`` and ``nearest`` the kernel's own extension at an outer chunk face is
-#: already the array's: no extension is built.  (For ``constant`` it must not be:
+#: Modes whose extension needs voxels the outer blocks do not hold (the far face): the
+#: array is extended with real data first.  For the others the kernel's own extension at
+#: an outer block face is already the array's (a block holds at least the halo depth of
+#: real voxels behind the face), so none is built.  (For ``constant`` it must not be:
 #: scipy extends the intermediate of every separable pass with ``cval``, which differs
 #: from filtering a ``cval`` margin whenever the weights do not sum to one.)
-_PADDED_MODES = ("reflect", "mirror", "wrap")
+_PADDED_MODES = ("wrap",)
 
 
 def _pad_axis(x, axis: int, depth: int, mode: str):
-    """Extend a Dask array by ``depth`` voxels on both sides of ``axis`` (reflect, mirror, wrap)."""
+    """Extend a Dask array by ``depth`` voxels on both sides of ``axis`` (``mode`` rule)."""
     import dask.array as da
 
     n = x.shape[axis]
@@ -107,22 +107,23 @@ def _merge_thin_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]
     return tuple(merged)
 
 
-def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, cval: float,
-                  dtype, meta=None):
+def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, dtype,
+                  meta=None):
     """Apply ``block_function`` to a Dask array chunk by chunk with halos of ``depth``.
 
     Parameters
     ----------
     image : dask.array.Array
-        Input, already in the working dtype (so a ``constant`` extension holds ``cval``
-        exactly).
+        Input, already in the working dtype.
     block_function : callable
         ``f(block) -> block`` of the same shape; each output voxel may depend on input
-        voxels up to ``depth[a]`` away along axis ``a``.
+        voxels up to ``depth[a]`` away along axis ``a``.  It applies the boundary rule
+        (``mode`` and its ``cval``) at the faces of the blocks it is given.
     depth : tuple of int
         Halo depth per axis.
-    mode, cval
-        The boundary rule applied at the faces of the whole array.
+    mode : str
+        The boundary rule at the faces of the whole array (``wrap`` needs the far face's
+        voxels, which are brought in here).
     dtype : numpy dtype
         Output dtype.
     meta : array, optional
@@ -201,7 +202,7 @@ def chunk_shape_for_budget(shape: tuple[int, ...], itemsize: int, budget: int,
     return tuple(chunk)
 
 
-def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, cval, dtype,
+def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, dtype,
                            budget: int) -> np.ndarray:
     """Filter a NumPy array too large for the memory budget chunk by chunk.
 
@@ -213,6 +214,6 @@ def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, cv
     chunks = chunk_shape_for_budget(image.shape, np.dtype(dtype).itemsize, budget, depth)
     lazy = da.from_array(image, chunks=chunks, asarray=True).astype(dtype)
     return np.asarray(
-        map_with_halo(lazy, block_function, depth, mode=mode, cval=cval, dtype=dtype)
+        map_with_halo(lazy, block_function, depth, mode=mode, dtype=dtype)
         .compute(scheduler="synchronous")
     )

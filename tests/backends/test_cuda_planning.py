@@ -64,10 +64,6 @@ def test_line_view():
     assert ck.line_view((4, 5, 6), 2) == (20, 6, 1)
 
 
-def _covers(plan_extent, n):
-    return plan_extent >= n
-
-
 @pytest.mark.parametrize("itemsize", [4, 8])
 @pytest.mark.parametrize("n_lines,n,taps", [(1, 1, 1), (7, 33, 5), (262144, 512, 17),
                                              (3, 1000, 129), (100, 37, 301)])

@@ -7,11 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Input dtypes the filters are tested on; other real integer/float dtypes follow the same rule.
-SUPPORTED_DTYPES = tuple(
-    np.dtype(t) for t in ("uint8", "uint16", "int16", "int32", "float32", "float64")
-)
-
 
 def supported_float_type(dtype) -> np.dtype:
     """The output dtype of every filter and feature array: the package's one dtype rule.

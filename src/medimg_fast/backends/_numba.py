@@ -46,12 +46,10 @@ class NumbaBackend(Backend):
         return _kernels().correlate1d(image, weights, axis, MODE_CODES[mode], cval)
 
     def correlate_separable(self, image, passes, mode, cval):
-        kernels = _kernels()
-        if hasattr(kernels, "correlate_separable") and 1 <= image.ndim <= 3 and passes:
-            return kernels.correlate_separable(
-                image, tuple(a for a, _ in passes), tuple(w for _, w in passes),
-                MODE_CODES[mode], cval)
-        return super().correlate_separable(image, passes, mode, cval)
+        # the kernel fuses runs of passes (2-D/3-D) and runs any other pass alone
+        return _kernels().correlate_separable(
+            image, tuple(a for a, _ in passes), tuple(w for _, w in passes),
+            MODE_CODES[mode], cval)
 
     def correlate(self, image, weights, mode, cval):
         if image.ndim > 3:  # the compiled kernels cover 1-D to 3-D; scipy does the rest

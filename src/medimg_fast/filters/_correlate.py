@@ -57,7 +57,7 @@ def correlate(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="a
     w = _check_weights(weights, image.ndim, axes)
     depth = tuple(s // 2 for s in w.shape)
     return apply_filter(image, lambda engine, block: engine.correlate(block, w, mode, cval),
-                        depth, mode=mode, cval=cval, backend=backend)
+                        depth, mode=mode, backend=backend)
 
 
 def convolve(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto"):

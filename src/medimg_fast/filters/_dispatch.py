@@ -49,7 +49,7 @@ def common_options(mode, cval):
     return normalize_mode(mode), check_cval(cval)
 
 
-def apply_filter(image, op, depth, *, mode: str, cval: float, backend: str = "auto"):
+def apply_filter(image, op, depth, *, mode: str, backend: str = "auto"):
     """Run ``op`` over ``image`` on the chosen backend; return the same kind of array.
 
     Parameters
@@ -61,7 +61,8 @@ def apply_filter(image, op, depth, *, mode: str, cval: float, backend: str = "au
         dtype, C-contiguous, on the backend's device.
     depth : tuple of int
         How far (voxels) each output voxel reaches along each axis.
-    mode, cval : boundary rule at the faces of the whole array.
+    mode : str
+        Boundary rule at the faces of the whole array (``op`` applies it, with its cval).
     backend : str
         A registry name or "auto".
     """
@@ -84,8 +85,7 @@ def apply_filter(image, op, depth, *, mode: str, cval: float, backend: str = "au
         # input, output and two temporaries of the working dtype
         if image.size * dtype.itemsize * 4 > budget and image.ndim > 0:
             return chunking.filter_numpy_in_chunks(
-                image, block_function, depth, mode=mode, cval=cval, dtype=dtype,
-                budget=budget,
+                image, block_function, depth, mode=mode, dtype=dtype, budget=budget,
             )
         return block_function(image)
     if kind == "cupy":
@@ -95,6 +95,5 @@ def apply_filter(image, op, depth, *, mode: str, cval: float, backend: str = "au
     if engine.on_gpu and not on_gpu:
         meta = np.empty((0,) * image.ndim, dtype=dtype)
     return chunking.map_with_halo(
-        image.astype(dtype), block_function, depth, mode=mode, cval=cval, dtype=dtype,
-        meta=meta,
+        image.astype(dtype), block_function, depth, mode=mode, dtype=dtype, meta=meta,
     )

@@ -41,7 +41,7 @@ def _edge(kind, image, axis, mode, cval, axes, backend):
     depth = tuple(1 if a in axes else 0 for a in range(image.ndim))
     return apply_filter(
         image, lambda engine, block: _edge_derivative(engine, block, kind, axis, axes, mode, cval),
-        depth, mode=mode, cval=cval, backend=backend)
+        depth, mode=mode, backend=backend)
 
 
 def sobel(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
@@ -123,7 +123,7 @@ def laplace(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
             total = term if total is None else total + term
         return total
 
-    return apply_filter(image, op, depth, mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
 def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
@@ -169,4 +169,4 @@ def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="a
             total = term if total is None else total + term
         return engine.xp.sqrt(total, out=total)
 
-    return apply_filter(image, op, depth, mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend)

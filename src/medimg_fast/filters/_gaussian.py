@@ -24,7 +24,7 @@ def _spacing(spacing, ndim: int, axes: tuple[int, ...]) -> tuple[float, ...]:
     return per_axis(spacing, len(axes), "spacing", allow_zero=False)
 
 
-def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, *, radius=None):
+def gaussian_passes(ndim, sigma, order, truncate, axes, spacing):
     """Validated per-axis Gaussian passes: a list of ``(axis, weights)`` and the halo depth."""
     axes = normalize_axes(axes, ndim)
     sigmas = per_axis(sigma, len(axes), "sigma")
@@ -37,16 +37,12 @@ def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, *, radius=None)
         s_vox = float(s) / float(v)
         if s_vox <= _SIGMA_EPS:
             continue
-        r = gaussian_radius(s_vox, truncate) if radius is None else int(radius)
+        r = gaussian_radius(s_vox, truncate)
         # with a spacing, derivatives are per millimetre: d/dx_mm = (1/v) d/dx_voxel
         weights = gaussian_kernel1d(s_vox, int(o), r) / float(v) ** int(o)
         passes.append((axis, weights))
         depth[axis] = r
     return passes, tuple(depth)
-
-
-def _run_passes(backend, block, passes, mode, cval):
-    return backend.correlate_separable(block, passes, mode, cval)
 
 
 def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate=4.0,
@@ -108,9 +104,9 @@ def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate
     passes, depth = gaussian_passes(image.ndim, sigma, order, truncate, axes, spacing)
 
     def op(engine, block):
-        return _run_passes(engine, block, passes, mode, cval) if passes else block.copy()
+        return engine.correlate_separable(block, passes, mode, cval) if passes else block.copy()
 
-    return apply_filter(image, op, depth, mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
 def _derivative_terms(ndim, sigma, truncate, axes, spacing, derivative_order):
@@ -154,11 +150,11 @@ def gaussian_laplace(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0, ax
     def op(engine, block):
         total = None
         for passes in terms:
-            term = _run_passes(engine, block, passes, mode, cval) if passes else block * 0
+            term = engine.correlate_separable(block, passes, mode, cval) if passes else block * 0
             total = term if total is None else total + term
         return total
 
-    return apply_filter(image, op, depth, mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
 def gaussian_gradient_magnitude(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0,
@@ -182,12 +178,12 @@ def gaussian_gradient_magnitude(image, sigma, *, mode="reflect", cval=0.0, trunc
     def op(engine, block):
         total = None
         for passes in terms:
-            term = _run_passes(engine, block, passes, mode, cval) if passes else block * 0
+            term = engine.correlate_separable(block, passes, mode, cval) if passes else block * 0
             term *= term
             total = term if total is None else total + term
         return engine.xp.sqrt(total, out=total)
 
-    return apply_filter(image, op, depth, mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
 def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="reflect", cval=0.0,
@@ -236,8 +232,8 @@ def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="reflect"
     depth = tuple(max(a, b) for a, b in zip(d_low, d_high))
 
     def op(engine, block):
-        narrow = _run_passes(engine, block, low_passes, mode, cval) if low_passes else block
-        wide = _run_passes(engine, block, high_passes, mode, cval) if high_passes else block
+        narrow = engine.correlate_separable(block, low_passes, mode, cval) if low_passes else block
+        wide = engine.correlate_separable(block, high_passes, mode, cval) if high_passes else block
         return narrow - wide
 
-    return apply_filter(image, op, depth, mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend)

@@ -36,7 +36,7 @@ def _footprint(ndim: int, size, footprint, axes):
         is_box = bool(fp.all())
     full = np.ones(ndim, dtype=int)
     full[list(axes)] = fp.shape
-    return fp.reshape(tuple(full)), is_box, axes
+    return fp.reshape(tuple(full)), is_box
 
 
 def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
@@ -79,7 +79,7 @@ def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backen
     def op(engine, block):
         return engine.correlate_separable(block, passes, mode, cval) if passes else block.copy()
 
-    return apply_filter(image, op, tuple(depth), mode=mode, cval=cval, backend=backend)
+    return apply_filter(image, op, tuple(depth), mode=mode, backend=backend)
 
 
 def _rank_op(footprint, is_box, which, mode, cval):
@@ -101,10 +101,10 @@ def _rank_op(footprint, is_box, which, mode, cval):
 def _rank_filter(which, image, size, footprint, mode, cval, axes, backend):
     image = as_array(image)
     mode, cval = common_options(mode, cval)
-    fp, is_box, _ = _footprint(image.ndim, size, footprint, axes)
+    fp, is_box = _footprint(image.ndim, size, footprint, axes)
     depth = tuple(s // 2 for s in fp.shape)
     return apply_filter(image, _rank_op(fp, is_box, which, mode, cval), depth, mode=mode,
-                        cval=cval, backend=backend)
+                        backend=backend)
 
 
 _RANK_DOC = """{title}
