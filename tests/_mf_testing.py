@@ -52,6 +52,35 @@ def run_concurrently(work, inputs, *, rounds: int = 5):
     return results
 
 
+def nonzero_image(shape, dtype, seed):
+    """Random values in +-[0.5, 1.5]: never zero, mixed signs, so an output a kernel did
+    not write (zero-initialised memory) cannot pass a comparison."""
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)).astype(dtype)
+
+
+def draw_interior_block(draw, shape, halo):
+    """Hypothesis: a sub-block ``[(lo, hi), ...]`` of ``shape`` whose ``halo`` (``(before,
+    after)`` per axis) lies inside the array; examples where none fits are rejected."""
+    from hypothesis import assume
+    from hypothesis import strategies as st
+
+    block = []
+    for n, (before, after) in zip(shape, halo):
+        assume(n - before - after >= 1)
+        lo = draw(st.integers(before, n - after - 1))
+        hi = draw(st.integers(lo + 1, n - after))
+        block.append((lo, hi))
+    return block
+
+
+def padded_and_interior(full, block, halo):
+    """``(block of full with its halo, the slices of the block inside it)``."""
+    padded = full[tuple(slice(lo - b, hi + a) for (lo, hi), (b, a) in zip(block, halo))]
+    interior = tuple(slice(b, b + hi - lo) for (lo, hi), (b, _) in zip(block, halo))
+    return padded, interior
+
+
 class _NaNFilledNumPy:
     """NumPy, except that ``empty``/``empty_like`` are filled with NaN.
 

@@ -14,11 +14,10 @@ import pytest
 from _mf_testing import RecordingExecutor
 from scipy import ndimage as ndi
 
-from medimg_fast._shared.boundary import MODE_CODES, extend_index
+from medimg_fast._shared.boundary import MODE_CODES, MODES, extend_index
 from medimg_fast.backends import _cuda_kernels as ck
 from medimg_fast.backends._cuda_kernels import KernelKey
 
-MODES = ("reflect", "mirror", "nearest", "wrap", "constant")
 SRC = Path(ck.__file__).resolve().parents[2]
 
 

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from _mf_testing import run_concurrently
+from _mf_testing import draw_interior_block, padded_and_interior, run_concurrently
 from scipy import ndimage as ndi
 
 numba = pytest.importorskip("numba")
@@ -260,13 +260,7 @@ def chunk_cases(draw):
     op, halo = _operation(draw, ndim)
     # a sub-block whose halo lies inside the array (size-1 blocks included: they change
     # the contiguous/strided layout the kernels pick)
-    block = []
-    for n, (before, after) in zip(shape, halo):
-        if n - before - after < 1:
-            return None
-        lo = draw(st.integers(before, n - after - 1))
-        hi = draw(st.integers(lo + 1, n - after))
-        block.append((lo, hi))
+    block = draw_interior_block(draw, shape, halo)
     seed = draw(st.integers(0, 2**16))
     return shape, dtype, op, halo, block, seed
 
@@ -275,12 +269,9 @@ def chunk_cases(draw):
 @given(chunk_cases())
 def test_padded_sub_block_is_bit_identical(case):
     """kernel(full)[block] == kernel(block padded with its true neighbours)[interior]."""
-    if case is None:
-        return
     shape, dtype, op, halo, block, seed = case
     full = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-    padded = full[tuple(slice(lo - b, hi + a) for (lo, hi), (b, a) in zip(block, halo))]
-    interior = tuple(slice(b, b + hi - lo) for (lo, hi), (b, _) in zip(block, halo))
+    padded, interior = padded_and_interior(full, block, halo)
     expected = op(full)[tuple(slice(lo, hi) for lo, hi in block)]
     got = op(np.ascontiguousarray(padded))[interior]
     np.testing.assert_array_equal(got, expected)

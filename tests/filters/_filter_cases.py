@@ -87,7 +87,6 @@ CASES = [
          lambda x, **k: ndi.convolve(x, _weights(x.ndim, 2), **k)),
 ]
 
-MODES = ("reflect", "nearest", "mirror", "constant", "wrap")
 DTYPES = ("uint8", "uint16", "int16", "int32", "float32", "float64")
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _filter_cases import CASES, DTYPES, MODES, assert_close_to_reference, random_image
+from _filter_cases import CASES, DTYPES, assert_close_to_reference, random_image
 from _mf_testing import backends_to_test, to_host
+
+from medimg_fast._shared.boundary import MODES
 
 SHAPES = {"2d": (13, 11), "3d": (9, 10, 7)}
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
-from _filter_cases import CASES, MODES, assert_close_to_reference, random_image
+from _filter_cases import CASES, assert_close_to_reference, random_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import medimg_fast as mf
 from medimg_fast import chunking
+from medimg_fast._shared.boundary import MODES
 
 CPU = ("numpy", "numba")
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _mf_testing import nonzero_image
 from scipy import ndimage as ndi
 
+from medimg_fast._shared.boundary import MODES
 from medimg_fast.backends import _cuda_kernels as ck
 
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
 
-MODES = ("reflect", "mirror", "nearest", "wrap", "constant")
 SHAPE3 = (37, 45, 131)  # > one 16-plane slab, > one 8-row tile, > two 64-sample segments
 SHAPE2 = (75, 300)
 
@@ -28,11 +29,6 @@ def _device():
             pytest.skip("no CUDA device")
     except cupy.cuda.runtime.CUDARuntimeError as exc:
         pytest.skip(f"no CUDA device ({exc})")
-
-
-def _image(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    return (rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)).astype(dtype)
 
 
 def _poisoned_executor():
@@ -61,7 +57,7 @@ def _check(got, ref, dtype):
                                         (SHAPE2, 1)])
 @pytest.mark.parametrize("taps", [3, 17, 40, 129])
 def test_correlate1d(shape, axis, mode, taps, dtype):
-    img = _image(shape, dtype, taps + axis)
+    img = nonzero_image(shape, dtype, taps + axis)
     w = np.random.default_rng(taps).uniform(-1, 1, taps)
     got = ck._correlate1d(_poisoned_executor(), cupy.asarray(img), w, axis, mode, 0.75)
     _check(got, ndi.correlate1d(img.astype(np.float64), w, axis=axis, mode=mode, cval=0.75),
@@ -73,7 +69,7 @@ def test_correlate1d(shape, axis, mode, taps, dtype):
 @pytest.mark.parametrize("shape,axis", [(SHAPE3, 0), (SHAPE3, 1), (SHAPE3, 2), (SHAPE2, 1)])
 @pytest.mark.parametrize("size", [2, 5, 64])
 def test_extremum_filter1d(shape, axis, mode, size, maximum):
-    img = _image(shape, np.float64, size)
+    img = nonzero_image(shape, np.float64, size)
     got = ck._extremum_filter1d(_poisoned_executor(), cupy.asarray(img), size, axis, mode, -0.2,
                                 maximum)
     f = ndi.maximum_filter1d if maximum else ndi.minimum_filter1d
@@ -86,7 +82,7 @@ def test_extremum_filter1d(shape, axis, mode, size, maximum):
 @pytest.mark.parametrize("shape,axes", [(SHAPE3, (0, 1, 2)), (SHAPE3, (1,)), (SHAPE3, (0, 2)),
                                         (SHAPE2, (0, 1)), (SHAPE2, (1,))])
 def test_gradient_magnitude(shape, axes, kind, mode, dtype):
-    img = _image(shape, dtype, 3)
+    img = nonzero_image(shape, dtype, 3)
     f = ndi.sobel if kind == "sobel" else ndi.prewitt
     x = img.astype(np.float64)
     ref = np.sqrt(sum(f(x, axis=a, mode=mode, cval=0.6) ** 2 for a in axes))
@@ -98,13 +94,13 @@ def test_gradient_magnitude(shape, axes, kind, mode, dtype):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape,size", [(SHAPE3, 3), ((21, 19, 70), 5), (SHAPE2, 3), (SHAPE2, 5)])
 def test_median_filter(shape, size, mode, dtype):
-    img = _image(shape, dtype, size)
+    img = nonzero_image(shape, dtype, size)
     got = ck._median_filter(_poisoned_executor(), cupy.asarray(img), size, mode, 0.3)
     _check(got, ndi.median_filter(img.astype(np.float64), size=size, mode=mode, cval=0.3), dtype)
 
 
 def test_filter_bank_matches_scipy():
-    img = _image(SHAPE3, np.float64, 5)
+    img = nonzero_image(SHAPE3, np.float64, 5)
     specs = [("gaussian", {"sigma": 2.0}), ("uniform", {"size": 5}),
              ("gaussian_laplace", {"sigma": 1.5, "mode": "nearest"}),
              ("difference_of_gaussians", {"low_sigma": 1.0, "high_sigma": 3.0}),
@@ -122,7 +118,7 @@ def test_filter_bank_matches_scipy():
 
 
 def test_public_entry_points_keep_dtype_and_device():
-    img = cupy.asarray(_image(SHAPE2, np.float32, 9))
+    img = cupy.asarray(nonzero_image(SHAPE2, np.float32, 9))
     for out in (ck.correlate1d(img, np.ones(3) / 3, 0, "reflect", 0.0),
                 ck.extremum_filter1d(img, 3, 1, "reflect", 0.0, True),
                 ck.gradient_magnitude(img, "sobel", (0, 1), "reflect", 0.0),
@@ -132,7 +128,7 @@ def test_public_entry_points_keep_dtype_and_device():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_apply_chunked_on_the_device_equals_whole(mode):
-    img = _image((40, 33, 50), np.float32, 21)
+    img = nonzero_image((40, 33, 50), np.float32, 21)
 
     def fn(x):
         return ck.correlate1d(x, ck.gaussian_weights(2.0), 0, mode, 0.5)
@@ -146,7 +142,7 @@ def test_apply_chunked_on_the_device_equals_whole(mode):
 def test_dask_on_cupy_chunked_equals_unchunked():
     da = pytest.importorskip("dask.array")
     filters = pytest.importorskip("medimg_fast.filters")
-    img = cupy.asarray(_image((40, 45, 70), np.float32, 23))
+    img = cupy.asarray(nonzero_image((40, 45, 70), np.float32, 23))
     whole = filters.gaussian_filter(img, 2.0, backend="cupy")
     chunked = filters.gaussian_filter(da.from_array(img, chunks=(13, 20, 33), asarray=False),
                                       2.0, backend="cupy")

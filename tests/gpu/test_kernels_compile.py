@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _mf_testing import RecordingExecutor
+from _mf_testing import RecordingExecutor, nonzero_image
 from scipy import ndimage as ndi
 
+from medimg_fast._shared.boundary import MODES
 from medimg_fast.backends import _cuda_kernels as ck
 from medimg_fast.backends._cuda_kernels import KernelKey, name_expression
 
 KERNELS = Path(__file__).resolve().parents[2] / "kernels"
-MODES = ("reflect", "mirror", "nearest", "wrap", "constant")
 
 
 def _instantiation(key: KernelKey) -> str:
@@ -197,12 +197,6 @@ class _HostExecutor(RecordingExecutor):
         self.launches.append(launch)
 
 
-def _rng_image(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    # Never zero: offset away from 0, mixed signs, so unwritten outputs cannot pass.
-    return (rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)).astype(dtype)
-
-
 # Shapes cross tile boundaries (64-sample line segments, 32 x 8 stencil tiles, 16-plane
 # slabs) and are not multiples of the blocks.
 SHAPE3 = (18, 11, 37)
@@ -211,7 +205,7 @@ SHAPE2 = (21, 70)
 
 def _case_correlate(mode, axis, taps, dtype, shape):
     def run(ex):
-        img = _rng_image(shape, dtype, 1 + taps + axis)
+        img = nonzero_image(shape, dtype, 1 + taps + axis)
         w = np.random.default_rng(taps).uniform(-1, 1, taps)
         got = ck._correlate1d(ex, img, w, axis, mode, 0.75)
         return got, ndi.correlate1d(img.astype(np.float64), w, axis=axis, mode=mode, cval=0.75)
@@ -220,7 +214,7 @@ def _case_correlate(mode, axis, taps, dtype, shape):
 
 def _case_extremum(mode, axis, size, maximum, shape):
     def run(ex):
-        img = _rng_image(shape, np.float64, 7 + size)
+        img = nonzero_image(shape, np.float64, 7 + size)
         got = ck._extremum_filter1d(ex, img, size, axis, mode, -0.25, maximum)
         f = ndi.maximum_filter1d if maximum else ndi.minimum_filter1d
         return got, f(img, size, axis=axis, mode=mode, cval=-0.25)
@@ -229,7 +223,7 @@ def _case_extremum(mode, axis, size, maximum, shape):
 
 def _case_gradient(mode, kind, axes, shape):
     def run(ex):
-        img = _rng_image(shape, np.float64, 11)
+        img = nonzero_image(shape, np.float64, 11)
         got = ck._gradient_magnitude(ex, img, kind, axes, mode, 0.6)
         f = ndi.sobel if kind == "sobel" else ndi.prewitt
         ref = np.sqrt(sum(f(img, axis=a, mode=mode, cval=0.6) ** 2 for a in axes))
@@ -239,7 +233,7 @@ def _case_gradient(mode, kind, axes, shape):
 
 def _case_median(mode, size, shape, dtype=np.float64):
     def run(ex):
-        img = _rng_image(shape, dtype, 13 + size)
+        img = nonzero_image(shape, dtype, 13 + size)
         got = ck._median_filter(ex, img, size, mode, 0.3)
         return got, ndi.median_filter(img.astype(np.float64), size=size, mode=mode, cval=0.3)
     return run
@@ -256,7 +250,7 @@ def _case_bank(shape):
              ("maximum", {"size": 3, "mode": "constant", "cval": -2.0})]
 
     def run(ex):
-        img = _rng_image(shape, np.float64, 17)
+        img = nonzero_image(shape, np.float64, 17)
         got = ck._filter_bank(ex, img, specs)
         ref = [ndi.gaussian_filter(img, 1.5),
                ndi.gaussian_filter(img, (1.0, 0.0, 2.0)[: len(shape)], order=1, mode="wrap"),
