@@ -7,20 +7,30 @@ from scipy import ndimage as ndi
 
 from ._base import Backend
 
-_SMOOTH = {"sobel": np.array([1.0, 2.0, 1.0]), "prewitt": np.array([1.0, 1.0, 1.0])}
-_DERIV = np.array([-1.0, 0.0, 1.0])
+EDGE_SMOOTHING = {"sobel": np.array([1.0, 2.0, 1.0]), "prewitt": np.array([1.0, 1.0, 1.0])}
+EDGE_DERIVATIVE = np.array([-1.0, 0.0, 1.0])
 
 
-def separable_gradient_magnitude(backend, image, kind, axes, mode, cval):
-    """Gradient magnitude composed from 1-D passes of ``backend`` (used where no fused
-    kernel exists).  Matches ``scipy.ndimage.sobel``/``prewitt`` per axis."""
-    smooth = _SMOOTH[kind]
+def edge_derivative(backend, image, kind, axis, smooth_axes, mode, cval):
+    """Sobel/Prewitt derivative from 1-D passes of ``backend``: the central difference
+    along ``axis``, then the smoothing along each other axis of ``smooth_axes``
+    (``scipy.ndimage.sobel``/``prewitt`` when ``smooth_axes`` is every axis)."""
+    out = backend.correlate1d(image, EDGE_DERIVATIVE, axis, mode, cval)
+    for other in smooth_axes:
+        if other != axis:
+            out = backend.correlate1d(out, EDGE_SMOOTHING[kind], other, mode, cval)
+    return out
+
+
+def separable_gradient_magnitude(backend, image, kind, axes, mode, cval, *, smooth_axes=None):
+    """Gradient magnitude over ``axes`` composed from 1-D passes of ``backend`` (used where
+    no fused kernel exists); each derivative is smoothed along ``smooth_axes`` (default:
+    every axis, the backends' rule; the public filter passes its ``axes``)."""
+    if smooth_axes is None:
+        smooth_axes = range(image.ndim)
     total = None
     for axis in axes:
-        d = backend.correlate1d(image, _DERIV, axis, mode, cval)
-        for other in range(image.ndim):
-            if other != axis:
-                d = backend.correlate1d(d, smooth, other, mode, cval)
+        d = edge_derivative(backend, image, kind, axis, smooth_axes, mode, cval)
         d *= d
         total = d if total is None else total + d
     return backend.xp.sqrt(total, out=total)

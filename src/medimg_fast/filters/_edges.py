@@ -7,11 +7,10 @@ import numbers
 import numpy as np
 
 from .._shared.utils import normalize_axes
+from ..backends._numpy import edge_derivative, separable_gradient_magnitude
 from ._dispatch import apply_filter, as_array, common_options
 
-_DERIVATIVE = np.array([-1.0, 0.0, 1.0])
 _SECOND_DERIVATIVE = np.array([1.0, -2.0, 1.0])
-_SMOOTHING = {"sobel": np.array([1.0, 2.0, 1.0]), "prewitt": np.array([1.0, 1.0, 1.0])}
 
 
 def _check_axis(axis, ndim: int) -> int:
@@ -20,15 +19,6 @@ def _check_axis(axis, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(f"`axis` {axis} is out of range for an array of {ndim} dimensions")
     return int(axis) % ndim
-
-
-def _edge_derivative(engine, block, kind, axis, smooth_axes, mode, cval):
-    """Central difference along ``axis``, smoothing along each of ``smooth_axes``."""
-    out = engine.correlate1d(block, _DERIVATIVE, axis, mode, cval)
-    for other in smooth_axes:
-        if other != axis:
-            out = engine.correlate1d(out, _SMOOTHING[kind], other, mode, cval)
-    return out
 
 
 def _edge(kind, image, axis, mode, cval, axes, backend):
@@ -40,7 +30,7 @@ def _edge(kind, image, axis, mode, cval, axes, backend):
         raise ValueError(f"`axis` {axis} must be one of the filtered `axes` {axes}")
     depth = tuple(1 if a in axes else 0 for a in range(image.ndim))
     return apply_filter(
-        image, lambda engine, block: _edge_derivative(engine, block, kind, axis, axes, mode, cval),
+        image, lambda engine, block: edge_derivative(engine, block, kind, axis, axes, mode, cval),
         depth, mode=mode, backend=backend)
 
 
@@ -162,11 +152,7 @@ def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="a
     def op(engine, block):
         if len(axes) == block.ndim:
             return engine.gradient_magnitude(block, "sobel", axes, mode, cval)
-        total = None
-        for axis in axes:
-            term = _edge_derivative(engine, block, "sobel", axis, axes, mode, cval)
-            term *= term
-            total = term if total is None else total + term
-        return engine.xp.sqrt(total, out=total)
+        return separable_gradient_magnitude(engine, block, "sobel", axes, mode, cval,
+                                            smooth_axes=axes)
 
     return apply_filter(image, op, depth, mode=mode, backend=backend)
