@@ -1,0 +1,209 @@
+"""Spatial units of the IBSI texture families and their aggregations.
+
+Every texture family (GLCM ``cm``, run length ``rlm``, size zone ``szm``, distance zone
+``dzm``, neighbourhood grey tone difference ``ngt``, neighbouring grey level dependence
+``ngl``) counts matrices per *unit*: a 3-D unit is the whole ROI (per direction for the
+directional families ``cm`` and ``rlm``), a 2-D unit one z-slice of a ``(z, y, x)``
+volume (per in-plane direction for ``cm`` and ``rlm``).  The partial result of a family
+is :class:`TextureCounts`: the 3-D matrices and a mapping from slice index to that
+slice's matrices.  Merging two partials (two chunks, or two slices for the 2.5D
+aggregation) adds matrices unit by unit, padding the smaller one with zeros, so the
+IBSI "merged" aggregations and the chunked computation are one mechanism.
+
+Aggregations (IBSI-1 reference manual, arXiv:1612.07003, section 3.1.5):
+
+=========  ==========================================================================
+tag        features computed from
+=========  ==========================================================================
+2D_avg     each slice's matrix per direction, averaged over slices and directions
+2D_comb    each slice's directions merged, averaged over slices
+2_5D_avg   each direction merged over slices, averaged over directions
+2_5D_comb  every slice and direction merged into one matrix
+3D_avg     each 3-D direction's matrix, averaged over directions
+3D_comb    the 3-D directions merged into one matrix
+=========  ==========================================================================
+
+The non-directional families have one matrix per unit, and their tags are ``2D``
+(averaged over slices), ``2_5D`` (merged over slices) and ``3D``.  Empty matrices (a
+slice without ROI voxels, a direction without a neighbour pair) are left out of
+averages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "TEXTURE_DIMS",
+    "TextureCounts",
+    "aggregate",
+    "aggregation_tags",
+    "directions_2d",
+    "directions_3d",
+    "merge_matrices",
+]
+
+#: The spatial dimensions of texture analysis, as ``FeatureSettings.texture_dims`` names them.
+TEXTURE_DIMS = ("2D", "2.5D", "3D")
+
+
+def directions_3d(distance: int = 1) -> np.ndarray:
+    """The 13 unique 3-D directions ``(dz, dy, dx)`` (one of each +/- pair) times ``distance``."""
+    dirs = [d for d in itertools.product((-1, 0, 1), repeat=3)
+            if d > (0, 0, 0)]  # lexicographically positive: one of each opposite pair
+    return np.array(dirs, dtype=np.int64) * int(distance)
+
+
+def directions_2d(distance: int = 1) -> np.ndarray:
+    """The 4 unique in-plane directions ``(0, dy, dx)`` times ``distance``."""
+    dirs = directions_3d(1)
+    return dirs[dirs[:, 0] == 0] * int(distance)
+
+
+def merge_matrices(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """``a + b`` after padding both with zeros to their common (largest) shape.
+
+    Run-length and zone matrices grow with the longest run or largest zone seen, so two
+    chunks' matrices may differ in their last axes.
+    """
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a.shape == b.shape:
+        return a + b
+    shape = tuple(max(x, y) for x, y in zip(a.shape, b.shape))
+    out = np.zeros(shape, dtype=np.result_type(a.dtype, b.dtype))
+    out[tuple(slice(0, n) for n in a.shape)] += a
+    out[tuple(slice(0, n) for n in b.shape)] += b
+    return out
+
+
+@dataclass
+class TextureCounts:
+    """A family's matrices per unit: mergeable partial result of a block or a volume.
+
+    Attributes
+    ----------
+    volume : ndarray or None
+        3-D units, shape ``(n_directions, *matrix_shape)`` (``n_directions`` is 1 for the
+        non-directional families); None when 3-D is not asked.
+    slices : dict of int to ndarray
+        2-D units: global z index -> ``(n_directions, *matrix_shape)``; only slices with
+        ROI voxels need to appear.  Empty when neither 2D nor 2.5D is asked.
+    """
+
+    volume: np.ndarray | None = None
+    slices: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @staticmethod
+    def merge(a: TextureCounts | None, b: TextureCounts | None) -> TextureCounts | None:
+        """Unit-by-unit sum (exact for integer counts)."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        slices = dict(a.slices)
+        for z, m in b.slices.items():
+            slices[z] = merge_matrices(slices.get(z), m)
+        return TextureCounts(merge_matrices(a.volume, b.volume), slices)
+
+
+def aggregation_tags(dims, directional: bool) -> list[str]:
+    """The tag suffixes of ``dims`` (subset of :data:`TEXTURE_DIMS`), in output order."""
+    out = []
+    for d in TEXTURE_DIMS:
+        if d not in dims:
+            continue
+        base = d.replace(".", "_")
+        out += [f"{base}_avg", f"{base}_comb"] if directional else [base]
+    return out
+
+
+def _is_empty(m) -> bool:
+    return not np.any(m)
+
+
+def _mean_features(feature_sets: list[Mapping[str, float]], names) -> dict[str, float]:
+    if not feature_sets:
+        return {n: math.nan for n in names}
+    return {n: float(np.mean([f[n] for f in feature_sets])) for n in names}
+
+
+def _sum_axis0(stack: np.ndarray) -> np.ndarray:
+    return stack.sum(axis=0)
+
+
+def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[str, float]],
+              names, family: str, dims, directional: bool) -> dict[str, float]:
+    """IBSI-tagged features ``{family}_{name}_{aggregation}`` of ``counts``.
+
+    Parameters
+    ----------
+    counts : TextureCounts
+    features : callable
+        Formulas of one matrix: ``features(matrix) -> {name: value}`` for every name of
+        ``names`` (NaN where undefined).
+    names : sequence of str
+        Feature names without the family prefix and the aggregation suffix.
+    family : str
+        Tag prefix, e.g. ``"rlm"``.
+    dims : collection of str
+        Which of ``"2D"``, ``"2.5D"``, ``"3D"`` to report.
+    directional : bool
+        True for ``cm``/``rlm`` (``_avg``/``_comb`` suffixes), False for the others.
+
+    Examples
+    --------
+    >>> c = TextureCounts(volume=np.array([[[2.0]]]))
+    >>> aggregate(c, lambda m: {"n": float(m.sum())}, ["n"], "x", ["3D"], False)
+    {'x_n_3D': 2.0}
+    """
+    out: dict[str, float] = {}
+
+    def put(values, suffix):
+        for n in names:
+            out[f"{family}_{n}_{suffix}"] = values[n]
+
+    slices = [counts.slices[z] for z in sorted(counts.slices)]
+    if "2D" in dims:
+        if directional:
+            per = [features(m) for s in slices for m in s if not _is_empty(m)]
+            put(_mean_features(per, names), "2D_avg")
+            per = [features(_sum_axis0(s)) for s in slices if not _is_empty(s)]
+            put(_mean_features(per, names), "2D_comb")
+        else:
+            per = [features(s[0]) for s in slices if not _is_empty(s)]
+            put(_mean_features(per, names), "2D")
+    if "2.5D" in dims:
+        merged = None
+        for s in slices:
+            merged = merge_matrices(merged, s)
+        if directional:
+            per = [] if merged is None else [features(m) for m in merged if not _is_empty(m)]
+            put(_mean_features(per, names), "2_5D_avg")
+            whole = None if merged is None else _sum_axis0(merged)
+            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
+                               names), "2_5D_comb")
+        else:
+            whole = None if merged is None else merged[0]
+            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
+                               names), "2_5D")
+    if "3D" in dims:
+        vol = counts.volume
+        if directional:
+            per = [] if vol is None else [features(m) for m in vol if not _is_empty(m)]
+            put(_mean_features(per, names), "3D_avg")
+            whole = None if vol is None else _sum_axis0(vol)
+            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
+                               names), "3D_comb")
+        else:
+            whole = None if vol is None else vol[0]
+            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
+                               names), "3D")
+    return out
