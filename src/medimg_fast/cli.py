@@ -32,6 +32,7 @@ import traceback
 from pathlib import Path
 
 from ._shared.utils import one_line
+from .config import SETTINGS_TABLE
 
 __all__ = ["FILTER_NAMES", "UsageError", "build_parser", "main"]
 
@@ -181,7 +182,15 @@ def _add_archive_options(p):
     g.add_argument("--bin-min", type=float, metavar="V",
                    help="lower edge of the first bin with --bin-width (e.g. -1000)")
     g.add_argument("--families", nargs="+", metavar="F",
-                   help="feature families among stat ih cm morph (default: all)")
+                   help="feature families among stat ih cm morph loc ivh rlm szm dzm ngt "
+                        "ngl, or all (default: stat ih cm morph)")
+    g.add_argument("--texture-dims", nargs="+", choices=["2D", "2.5D", "3D"], metavar="D",
+                   help="texture analysis in 2D (slice by slice), 2.5D and/or 3D "
+                        "(default 3D)")
+    g.add_argument("--reseg-range", nargs=2, type=_optional_float, metavar=("LOW", "HIGH"),
+                   help="IBSI re-segmentation range ('none' for an open end)")
+    g.add_argument("--diagnostics", action="store_true",
+                   help="add the IBSI diagnostic values (dimensions, voxel counts per stage)")
     g.add_argument("--window", nargs=2, type=float, metavar=("LOW", "HIGH"),
                    help="clip intensities to [LOW, HIGH] first")
     g.add_argument("--target-spacing", nargs=3, type=float, metavar=("Z", "Y", "X"),
@@ -191,6 +200,15 @@ def _add_archive_options(p):
                    help="for 4-D inputs, the volume to process")
     g.add_argument("--retry-failed", action="store_true",
                    help="recompute volumes that failed in an earlier run")
+
+
+def _optional_float(text):
+    if str(text).lower() == "none":
+        return None
+    return float(text)
+
+
+_optional_float.__name__ = "float"
 
 
 def _add_training_options(p, *, label_required):
@@ -352,6 +370,17 @@ def _convert(action, value, where):
     return one(value)
 
 
+#: Commands that extract features and so take a ``[command.settings]`` table.
+_SETTINGS_COMMANDS = ("features", "predict", "run", "demo")
+
+
+def _config_names(command, subparser):
+    names = set(_option_actions(subparser)) | set(_GLOBAL)
+    if command in _SETTINGS_COMMANDS:
+        names.add(SETTINGS_TABLE)
+    return names
+
+
 def parse_args(argv=None):
     """Parse `argv`, merging the ``--config`` file under the command-line options."""
     from .config import load_config
@@ -365,13 +394,15 @@ def parse_args(argv=None):
     for name in _GLOBAL:
         if not hasattr(args, name):
             setattr(args, name, False)
+    settings_table = None
     if getattr(args, "config", None):
         actions = _option_actions(sub)
         options = load_config(args.config, args.command, global_options=set(_GLOBAL),
-                              command_options={n: set(_option_actions(p)) | set(_GLOBAL)
+                              command_options={n: _config_names(n, p)
                                                for n, p in _subparsers(parser).items()})
         where = f"config file {args.config!r}"
         defaults = {}
+        settings_table = options.pop(SETTINGS_TABLE, None)
         for name, value in options.items():
             if name in _GLOBAL:
                 if not isinstance(value, bool):
@@ -388,6 +419,7 @@ def parse_args(argv=None):
         for name in _GLOBAL:
             given = getattr(cli, name, False)
             setattr(args, name, bool(given) or bool(defaults.get(name, False)))
+    args.settings_table = settings_table
     for dest in _REQUIRED.get(args.command, ()):
         if getattr(args, dest, None) is None:
             action = next(a for a in _option_actions(sub).values() if a.dest == dest)
@@ -647,17 +679,38 @@ def cmd_filter(args):
 
 
 def _feature_settings(args):
-    settings = {}
+    """Feature settings from the config file's ``[command.settings]`` table, overridden by
+    the command-line flags; None when neither gives any."""
+    settings = dict(getattr(args, "settings_table", None) or {})
+    flags = {}
     for key in ("bin_width", "bin_count", "bin_min"):
         if getattr(args, key, None) is not None:
-            settings[key] = getattr(args, key)
+            flags[key] = getattr(args, key)
     if getattr(args, "families", None):
-        settings["families"] = list(args.families)
+        flags["families"] = (args.families[0] if args.families == ["all"]
+                             else list(args.families))
+    if getattr(args, "texture_dims", None):
+        flags["texture_dims"] = list(args.texture_dims)
+    if getattr(args, "reseg_range", None):
+        flags["reseg_range"] = [None if v is None else v for v in args.reseg_range]
+    if getattr(args, "diagnostics", False):
+        flags["diagnostics"] = True
+    if ("bin_width" in flags or "bin_count" in flags) and "bin_min" not in flags:
+        # a flag's discretisation replaces the file's whole
+        for key in ("bin_width", "bin_count", "bin_min"):
+            settings.pop(key, None)
+    settings.update(flags)
     if not settings:
         return None
     from .features import FeatureSettings
 
-    return FeatureSettings.from_dict(settings).to_dict()  # validates before any work
+    try:
+        return FeatureSettings.from_dict(settings).to_dict()  # validates before any work
+    except (TypeError, ValueError) as exc:
+        where = "feature settings"
+        if getattr(args, "config", None):
+            where += f" (config file {args.config!r} and flags)"
+        raise UsageError(f"{where}: {exc}") from exc
 
 
 def _pipeline_options(args):

@@ -14,6 +14,12 @@ on the command line, with option names as in ``--help`` (dashes or underscores):
     scheduler = "tcp://10.0.0.5:8786"
     bin_width = 25.0
 
+    [features.settings]          # any FeatureSettings field (features, run, predict)
+    families = "all"
+    texture_dims = ["2D", "2.5D"]
+    reseg_range = [-500, 400]
+    filters = [{name = "log", sigma_mm = 2.0}]
+
 Options given on the command line override the file.  Unknown tables and keys are refused
 with the list of valid ones, so a typo never passes silently.
 """
@@ -23,7 +29,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["ConfigError", "load_config", "load_toml"]
+__all__ = ["SETTINGS_TABLE", "ConfigError", "load_config", "load_toml"]
+
+#: The sub-table of a command that holds feature settings (``[features.settings]``).
+SETTINGS_TABLE = "settings"
 
 
 class ConfigError(ValueError):
@@ -117,6 +126,12 @@ def load_config(path, command: str | None, *, global_options, command_options) -
         valid = command_options[command]
         for key, value in options.items():
             name = _normalise(key)
+            if name == SETTINGS_TABLE and SETTINGS_TABLE in valid:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"config file {str(path)!r}: [{table}] {key} must be a "
+                                      f"table of feature settings, got {value!r}")
+                result[SETTINGS_TABLE] = dict(value)
+                continue
             if name not in valid:
                 raise ConfigError(
                     f"config file {str(path)!r}: [{table}] has unknown option {key!r}; "

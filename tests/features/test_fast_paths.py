@@ -84,9 +84,10 @@ def test_texture_whole_equals_numpy_counting(rng, distance):
     dirs = directions_3d(distance)
     lo, span = image[mask].min(), np.ptp(image[mask])
     levels = kn.discretise(image, mask, lo, 8.0, span, 8)
-    hist, counts = kb.texture_whole(image, mask, lo, 8.0, span, 8, dirs)
+    hist, counts, whole_levels = kb.texture_whole(image, mask, lo, 8.0, span, 8, dirs)
     np.testing.assert_array_equal(hist, np.bincount(levels[mask], minlength=9)[1:])
     np.testing.assert_array_equal(counts, kn.glcm(levels, (slice(None),) * 3, dirs, 8))
+    np.testing.assert_array_equal(whole_levels, levels)
 
 
 def test_extract_numba_equals_numpy_backend(rng):

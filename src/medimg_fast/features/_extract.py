@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._glcm import directions_3d, glcm_aggregate
+from ._glcm import glcm_aggregate
 from ._histogram import Discretisation, histogram_features
 from ._intensity import intensity_statistics, roi_moments
 from ._kernels import kernels_for
-from ._morphology import MorphPartial, morph_block, morphology_features
+from ._morphology import (
+    MorphPartial,
+    autocorrelation_fits,
+    intensity_morphology,
+    morph_block,
+    morphology_features,
+)
 from ._partials import BlockGrid, _is_dask, add
-from ._settings import FeatureSettings
+from ._settings import TEXTURE_FAMILIES, FeatureSettings
+from ._texture import TextureCounts, directions_2d, directions_3d
 
 __all__ = ["extract_features", "feature_names", "resolve_feature_backend"]
 
@@ -84,24 +92,30 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
     Parameters
     ----------
     image : ndarray, dask.array.Array or cupy.ndarray, 2-D or 3-D
-        Intensities.  A 2-D image is treated as a volume of one slice.  A Dask array is
-        processed chunk by chunk (each family from per-chunk partials merged exactly).
+        Intensities, ``(z, y, x)``.  A 2-D image is treated as a volume of one slice.  A
+        Dask array is processed chunk by chunk (each family from per-chunk partials
+        merged exactly).
     mask : array of bool, optional
         The region of interest, same shape as ``image``; None means the whole volume.
     spacing : float or sequence of float, optional
         Voxel size in millimetres along each axis of ``image`` (default 1.0).
         Morphology is in mm/mm^2/mm^3 and filter sigmas are converted with it.
     settings : FeatureSettings or dict, optional
-        Discretisation, families, filter bank (see :class:`FeatureSettings`).
+        Image processing (interpolation, re-segmentation), discretisation, families,
+        texture dimensions, filter bank (see :class:`FeatureSettings`).
     backend : {"auto", "numba", "numpy", "cupy"}
-        ``numba``/``numpy`` select the counting kernels (same results to float64
-        rounding); ``cupy`` runs the filter bank on the GPU (counting on the host).
+        ``numba``/``numpy`` select the counting kernels of the first families (same
+        results to float64 rounding; the run-length, zone and dependence matrices are
+        counted by compiled kernels on both); ``cupy`` runs the filter bank on the GPU
+        (counting on the host).
 
     Returns
     -------
     dict of str to float
         Feature name (IBSI tag, e.g. ``stat_mean``, ``cm_joint_max_3D_avg``,
-        ``morph_volume``; filter bank ``<filter>_<params>_<stat tag>``) to value.
+        ``rlm_sre_2D_comb``, ``morph_volume``; filter bank
+        ``<filter>_<params>_<stat tag>``; with ``diagnostics`` the IBSI diagnostic
+        values such as ``int_mask_vox_count_reseg_roi``) to value.
 
     Raises
     ------
@@ -110,13 +124,21 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
 
     Notes
     -----
+    The IBSI image-processing chain of :mod:`medimg_fast.preprocessing` runs first when
+    the settings ask for it (interpolation on the IBSI grid, rounding, mask
+    interpolation with a partial-volume threshold, re-segmentation): morphology then
+    uses the interpolated mask, every other family the re-segmented intensity mask.
+
     Every family is a merge of per-block partials: moments (Pébay's update), exact
-    quantiles by multi-pass selection (see :mod:`._intensity`), fixed-bin grey-level
-    histograms, co-occurrence counts with a halo of ``glcm_distance`` voxels so each
-    neighbour pair is counted once, and marching-cubes pieces on cells owned by each
-    block (see :mod:`._morphology`).  Chunked and unchunked results agree to float64
-    rounding.  The discretisation needs the ROI minimum/maximum first, so a Dask
-    image is read several times (once per pass) instead of being held in memory.
+    quantiles by multi-pass selection (see :mod:`._intensity`), fixed-bin grey-level and
+    intensity-volume histograms, co-occurrence, grey tone difference and dependence
+    counts with a halo of the neighbourhood distance so each voxel is counted once, and
+    marching-cubes pieces on cells owned by each block (see :mod:`._morphology`).
+    Chunked and unchunked results agree to float64 rounding.  Runs and zones cross chunk
+    faces: for a Dask image their matrices are counted on the ROI's bounding box, read
+    into memory (the same kernel as for a NumPy image).  The discretisation needs the
+    ROI minimum/maximum first, so a Dask image is read several times (once per pass)
+    instead of being held in memory.
 
     Examples
     --------
@@ -134,10 +156,15 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
         image = image[None]
         mask = None if mask is None else mask[None]
         spacing = (1.0,) + spacing
-    image_host = _to_host(image)
-    mask_host = _to_host(mask)
+    image = _to_host(image)
+    mask = _to_host(mask)
     out: dict[str, float] = {}
-    grid = BlockGrid(image_host, mask_host)
+    morph_mask = mask
+    if _needs_processing(settings):
+        pre = _preprocess(image, mask, spacing, settings)
+        image, mask, morph_mask, spacing = pre.image, pre.int_mask, pre.morph_mask, pre.spacing
+        out.update(pre.diagnostics or {})
+    grid = BlockGrid(image, mask)
     fams = settings.families
     fast = _whole_compiled(grid, kernels)
     if fast and "stat" in fams:
@@ -151,77 +178,316 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
         if "stat" in fams:
             out.update(intensity_statistics(grid, kernels, mom))
     morph = None
-    if "morph" in fams and fast:
-        # the compiled morphology is serial and releases the GIL: it runs on the other
-        # core while this thread counts texture and runs the filter bank (same results)
-        import concurrent.futures
+    if "morph" in fams:
+        morph_grid = grid if morph_mask is mask else BlockGrid(image, morph_mask)
+        if fast:
+            # the compiled morphology is serial and releases the GIL: it runs on the
+            # other core while this thread counts texture and runs the filter bank
+            import concurrent.futures
 
-        pool = concurrent.futures.ThreadPoolExecutor(1)
-        morph = pool.submit(_morphology, grid, mom, spacing, settings, kernels)
-        pool.shutdown(wait=False)
-    if "ih" in fams or "cm" in fams:
-        out.update(_texture(grid, kernels, mom, settings))
+            pool = concurrent.futures.ThreadPoolExecutor(1)
+            morph = pool.submit(_morphology, morph_grid, grid, spacing, settings, kernels)
+            pool.shutdown(wait=False)
+    texture = {}
+    if "ih" in fams or any(f in fams for f in TEXTURE_FAMILIES):
+        distance_grid = None
+        if "dzm" in fams and morph_mask is not mask:
+            distance_grid = morph_grid if "morph" in fams else BlockGrid(image, morph_mask)
+        texture = _texture(grid, kernels, mom, settings, distance_grid)
+    out.update({k: v for k, v in texture.items() if k.startswith(("ih_", "cm_"))})
     if "morph" in fams and morph is None:
-        out.update(_morphology(grid, mom, spacing, settings, kernels))
+        out.update(_morphology(morph_grid, grid, spacing, settings, kernels))
+    if morph is not None:
+        out.update(morph.result())  # the serial path's order: morphology, then the rest
+    if "loc" in fams:
+        out.update(_local_intensity(image, mask, spacing))
+    if "ivh" in fams:
+        out.update(_ivh(grid, mom, settings))
+    out.update({k: v for k, v in texture.items() if not k.startswith(("ih_", "cm_"))})
     if settings.filters:
         box = None if grid.is_dask or mask is None else tuple(
             slice(o, o + n) for o, n in zip(grid.origin, grid.image.shape))
-        bank = _filter_bank(image, mask, spacing, settings, kernels, filter_backend, box)
-    else:
-        bank = {}
-    if morph is not None:
-        out.update(morph.result())  # the serial path's order: morphology, then the bank
-    out.update(bank)
+        out.update(_filter_bank(image, mask, spacing, settings, kernels, filter_backend, box))
     return {k: float(v) for k, v in out.items()}
 
 
-def _texture(grid, kernels, mom, settings):
+def _needs_processing(settings) -> bool:
+    return bool(settings.resample_mm or settings.reseg_range or settings.round_intensities
+                or settings.reseg_outliers_sigma or settings.diagnostics)
+
+
+def _preprocess(image, mask, spacing, settings):
+    """The IBSI image-processing chain on NumPy arrays (a Dask input is read whole)."""
+    from medimg_fast.preprocessing import preprocess
+
+    image = np.asarray(image.compute() if _is_dask(image) else image)
+    if mask is None:
+        mask = np.ones(image.shape, dtype=bool)
+    mask = np.asarray(mask.compute() if _is_dask(mask) else mask, dtype=bool)
+    return preprocess(
+        image, mask, spacing, resample_mm=settings.resample_mm,
+        resample_order=settings.resample_order,
+        round_intensities=settings.round_intensities, mask_threshold=settings.mask_threshold,
+        reseg_range=settings.reseg_range, reseg_outliers_sigma=settings.reseg_outliers_sigma,
+        diagnostics=settings.diagnostics)
+
+
+# -- texture -------------------------------------------------------------------------
+@dataclass
+class _TextureParts:
+    """Additive per-block texture partials: the grey-level histogram and the counts of
+    the families whose neighbourhoods a halo covers."""
+
+    hist: np.ndarray
+    counts: dict  # family -> TextureCounts
+
+    @staticmethod
+    def merge(a, b):
+        counts = dict(a.counts)
+        for fam, c in b.counts.items():
+            counts[fam] = TextureCounts.merge(counts.get(fam), c)
+        return _TextureParts(a.hist + b.hist, counts)
+
+
+def _shift_slices(counts: TextureCounts, dz: int) -> TextureCounts:
+    return TextureCounts(counts.volume, {z + dz: m for z, m in counts.slices.items()})
+
+
+def _glcm_counts(kernels, levels, core, settings, ng, volume=None) -> TextureCounts:
+    """Co-occurrence counts of the voxels in ``core``: 13 directions over the block, and
+    the 4 in-plane directions per slice (slice keys relative to the block)."""
+    dims = settings.texture_dims
+    if volume is None and "3D" in dims:
+        volume = kernels.glcm(levels, core, directions_3d(settings.glcm_distance), ng)
+    slices = {}
+    if "2D" in dims or "2.5D" in dims:
+        dirs = directions_2d(settings.glcm_distance)
+        z0, z1, _ = core[0].indices(levels.shape[0])
+        for z in range(z0, z1):
+            plane = (slice(z, z + 1),) + tuple(core[1:])
+            if not levels[plane].any():
+                continue
+            slices[z] = kernels.glcm(levels, plane, dirs, ng)
+    return TextureCounts(volume if "3D" in dims else None, slices)
+
+
+def _additive_counts(kernels, levels, core, settings, ng, glcm_volume=None) -> dict:
+    fams, dims = settings.families, settings.texture_dims
+    counts = {}
+    if "cm" in fams:
+        counts["cm"] = _glcm_counts(kernels, levels, core, settings, ng, glcm_volume)
+    if "ngt" in fams:
+        from ._ngtdm import count_ngtdm
+
+        counts["ngt"] = count_ngtdm(levels, ng, dims, distance=1, core=core)
+    if "ngl" in fams:
+        from ._ngldm import count_ngldm
+
+        counts["ngl"] = count_ngldm(levels, ng, dims, distance=settings.ngldm_distance,
+                                    alpha=settings.ngldm_alpha, core=core)
+    return counts
+
+
+def _joined_counts(levels, settings, ng, distance_levels=None) -> dict:
+    """Run-length and zone matrices of a whole level volume (runs and zones are joined
+    across the volume, so this takes the ROI's bounding box as one block).
+
+    ``distance_levels``: levels on the morphological mask's box, whose mask the distance
+    zones measure edge distances in, when it differs from the intensity mask."""
+    fams, dims = settings.families, settings.texture_dims
+    counts = {}
+    if "rlm" in fams:
+        from ._glrlm import count_glrlm
+
+        counts["rlm"] = count_glrlm(levels, ng, dims)
+    if "szm" in fams:
+        from ._glszm import count_glszm
+
+        counts["szm"] = count_glszm(levels, ng, dims)
+    if "dzm" in fams:
+        from ._glszm import count_gldzm
+
+        if distance_levels is None:
+            counts["dzm"] = count_gldzm(levels, ng, dims)
+        else:
+            counts["dzm"] = count_gldzm(distance_levels[0], ng, dims,
+                                        distance_mask=distance_levels[1])
+    return counts
+
+
+def _distance_levels(grid, distance_grid, disc, kernels):
+    """Intensity-mask levels and the morphological mask, both on the morphological
+    mask's bounding box (which holds the intensity mask: re-segmentation only removes
+    voxels)."""
+    image, morph, origin = distance_grid.roi_box_arrays(with_origin=True)
+    _, roi, roi_origin = grid.roi_box_arrays(with_origin=True)
+    int_mask = np.zeros(morph.shape, dtype=bool)
+    at = tuple(slice(o, o + n) for o, n in zip(roi_origin - origin, roi.shape))
+    int_mask[at] = roi
+    levels = np.ascontiguousarray(disc.apply(kernels, image, int_mask))
+    return levels, morph
+
+
+def _texture(grid, kernels, mom, settings, distance_grid=None):
     disc = Discretisation.from_settings(settings, mom.min, mom.max)
     ng = disc.n_levels
-    want_cm = "cm" in settings.families
-    dirs = directions_3d(settings.glcm_distance)
-
-    def _block(image, mask, info):
-        levels = disc.apply(kernels, image, mask)
-        hist = np.bincount(levels[info.core].ravel(), minlength=ng + 1)[1:]
-        if not want_cm:
-            return (hist,)
-        return hist, kernels.glcm(levels, info.core, dirs, ng)
-
-    if want_cm and _whole_compiled(grid, kernels):
-        # one block: discretise, histogram and count all directions in one compiled call
-        parts = kernels.texture_whole(grid.image, grid.mask, disc.lo, disc.scale_num,
-                                      disc.scale_den, ng, dirs)
+    fams = settings.families
+    additive = [f for f in ("cm", "ngt", "ngl") if f in fams]
+    joined = [f for f in ("rlm", "szm", "dzm") if f in fams]
+    halo = max([settings.glcm_distance if "cm" in fams else 0,
+                1 if "ngt" in fams else 0,
+                settings.ngldm_distance if "ngl" in fams else 0])
+    if not grid.is_dask:
+        # one block: the whole ROI's bounding box
+        core = (slice(None),) * 3
+        volume = None
+        if "cm" in fams and "3D" in settings.texture_dims and _whole_compiled(grid, kernels):
+            # discretise, histogram and count all 3-D directions in one compiled call
+            hist, volume, levels = kernels.texture_whole(
+                grid.image, grid.mask, disc.lo, disc.scale_num, disc.scale_den, ng,
+                directions_3d(settings.glcm_distance))
+        else:
+            levels = disc.apply(kernels, grid.image, grid.mask)
+            hist = np.bincount(levels.ravel(), minlength=ng + 1)[1:]
+        if additive or joined:
+            levels = np.ascontiguousarray(levels)
+        parts = _TextureParts(hist, _additive_counts(kernels, levels, core, settings, ng,
+                                                     volume) if additive else {})
+        counts = dict(parts.counts)
+        if joined:
+            dist = None if distance_grid is None else _distance_levels(
+                grid, distance_grid, disc, kernels)
+            counts.update(_joined_counts(levels, settings, ng, dist))
     else:
-        parts = grid.reduce_blocks(_block, add,
-                                   halo=settings.glcm_distance if want_cm else 0)
+        def _block(image, mask, info):
+            levels = disc.apply(kernels, image, mask)
+            hist = np.bincount(levels[info.core].ravel(), minlength=ng + 1)[1:]
+            if not additive:
+                return _TextureParts(hist, {})
+            counts = _additive_counts(kernels, levels, info.core, settings, ng)
+            return _TextureParts(hist, {f: _shift_slices(c, info.offset[0])
+                                        for f, c in counts.items()})
+
+        parts = grid.reduce_blocks(_block, _TextureParts.merge, halo=halo if additive else 0)
+        counts = dict(parts.counts)
+        if joined:
+            image, mask = grid.roi_box_arrays()
+            levels = np.ascontiguousarray(disc.apply(kernels, image, mask))
+            dist = None if distance_grid is None else _distance_levels(
+                grid, distance_grid, disc, kernels)
+            counts.update(_joined_counts(levels, settings, ng, dist))
+    return _texture_features(parts.hist, counts, settings)
+
+
+def _texture_features(hist, counts, settings) -> dict[str, float]:
     out = {}
     if "ih" in settings.families:
-        out.update(histogram_features(parts[0]))
-    if want_cm:
-        out.update(glcm_aggregate(parts[1], settings.glcm_aggregations))
+        out.update(histogram_features(hist))
+    aggs = settings.texture_aggregations
+    for fam in TEXTURE_FAMILIES:
+        if fam not in counts:
+            continue
+        out.update(_FAMILY_FEATURES[fam](counts[fam], aggs[fam]))
     return out
 
 
-def _morphology(grid, mom, spacing, settings, kernels):
+def _cm_features(counts, aggs):
+    return glcm_aggregate(counts, aggs)
+
+
+def _rlm_features(counts, aggs):
+    from ._glrlm import glrlm_aggregate
+
+    return _keep(glrlm_aggregate(counts, _dims_of(aggs)), aggs)
+
+
+def _szm_features(counts, aggs):
+    from ._glszm import glszm_aggregate
+
+    return glszm_aggregate(counts, _dims_of(aggs))
+
+
+def _dzm_features(counts, aggs):
+    from ._glszm import gldzm_aggregate
+
+    return gldzm_aggregate(counts, _dims_of(aggs))
+
+
+def _ngt_features(counts, aggs):
+    from ._ngtdm import ngtdm_aggregate
+
+    return ngtdm_aggregate(counts, _dims_of(aggs))
+
+
+def _ngl_features(counts, aggs):
+    from ._ngldm import ngldm_aggregate
+
+    return ngldm_aggregate(counts, _dims_of(aggs))
+
+
+_FAMILY_FEATURES = {"cm": _cm_features, "rlm": _rlm_features, "szm": _szm_features,
+                    "dzm": _dzm_features, "ngt": _ngt_features, "ngl": _ngl_features}
+
+
+def _dims_of(aggs) -> set[str]:
+    """``{"2D", "2.5D"}`` from tag suffixes such as ``("2D_avg", "2_5D")``."""
+    return {a.replace("_avg", "").replace("_comb", "").replace("_", ".") for a in aggs}
+
+
+def _keep(features, aggs):
+    return {k: v for k, v in features.items() if any(k.endswith("_" + a) for a in aggs)}
+
+
+# -- morphology, local intensity, intensity-volume histogram ------------------------
+def _morphology(grid, int_grid, spacing, settings, kernels):
+    """Morphology of ``grid``'s (morphological) mask; the intensity-weighted features
+    (integrated intensity, Moran's I, Geary's C) over ``int_grid``'s intensity mask."""
+    mom = roi_moments(grid, kernels)
     spacing_arr = np.asarray(spacing, np.float64)
     # a fixed reference point near the volume's centre keeps the signed-volume terms small
     ref_mm = np.floor(np.asarray(grid.shape) / 2.0) * spacing_arr
-    gather = mom.n <= settings.autocorrelation_max_voxels
+    # a Dask grid is not cropped to the ROI: its whole shape bounds the box
+    gather = autocorrelation_fits(mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
     if _whole_compiled(grid, kernels):
         # one block: count cell configurations instead of building the mesh
         from ._morph_fast import max_diameter, morph_whole
 
         part = morph_whole(grid.image, grid.mask, grid.origin, spacing=spacing_arr,
                            ref_mm=ref_mm, gather_samples=gather)
-        return morphology_features(part, spacing_arr, max_diameter=max_diameter)
+        out = morphology_features(part, spacing_arr, max_diameter=max_diameter)
+    else:
+        def _block(image, mask, info):
+            return morph_block(image, mask, info, spacing=spacing_arr, ref_mm=ref_mm,
+                               gather_samples=gather)
 
-    def _block(image, mask, info):
-        return morph_block(image, mask, info, spacing=spacing_arr, ref_mm=ref_mm,
-                           gather_samples=gather)
+        part = grid.reduce_blocks(_block, MorphPartial.merge, halo=1)
+        out = morphology_features(part, spacing_arr)
+    if int_grid is not grid:
+        out.update(intensity_morphology(grid, int_grid, out["morph_volume"], spacing_arr,
+                                        max_voxels=settings.autocorrelation_max_voxels))
+    return out
 
-    part = grid.reduce_blocks(_block, MorphPartial.merge, halo=1)
-    return morphology_features(part, spacing_arr)
+
+def _local_intensity(image, mask, spacing):
+    from ._local import local_intensity_features
+
+    if mask is None:
+        mask = np.ones(image.shape, dtype=bool)
+    if _is_dask(image) or _is_dask(mask):
+        # the spheres reach about 6 mm around the ROI: read its box with that margin
+        from ._local import sphere_offsets
+        from ._partials import dask_roi_box
+
+        reach = np.abs(sphere_offsets(spacing)).max(axis=0)
+        image, mask = dask_roi_box(image, mask, margin=reach)
+    return local_intensity_features(image, mask, spacing)
+
+
+def _ivh(grid, mom, settings):
+    from ._ivh import IvhBins, ivh_features
+
+    bins = IvhBins.from_settings(settings, mom.min, mom.max)
+    return ivh_features(grid.reduce_values(bins.counts, add), bins)
 
 
 def _filter_bank(image, mask, spacing, settings, kernels, filter_backend, box=None):
@@ -250,30 +516,62 @@ def _filter_bank(image, mask, spacing, settings, kernels, filter_backend, box=No
 
 
 def feature_names(settings=None) -> list[str]:
-    """The names :func:`extract_features` returns for ``settings``, in output order.
+    """The names :func:`extract_features` returns for ``settings``, in output order
+    (the diagnostic values of ``diagnostics=True`` apart).
 
     Examples
     --------
     >>> feature_names({"families": ["stat"]})[:2]
     ['stat_mean', 'stat_var']
+    >>> feature_names({"families": ["rlm"], "texture_dims": ["2D"]})[:2]
+    ['rlm_sre_2D_avg', 'rlm_lre_2D_avg']
     """
-    from ._glcm import GLCM_FEATURES
     from ._histogram import IH_TAGS
     from ._intensity import STAT_TAGS
+    from ._ivh import IVH_TAGS
+    from ._local import LOC_TAGS
     from ._morphology import MORPH_TAGS
 
     settings = FeatureSettings.coerce(settings)
+    fams = settings.families
+    aggs = settings.texture_aggregations
     names: list[str] = []
-    if "stat" in settings.families:
+
+    def texture(fam):
+        base = _family_feature_names(fam)
+        return [f"{fam}_{n}_{a}" for a in aggs[fam] for n in base]
+
+    if "stat" in fams:
         names += STAT_TAGS
-    if "ih" in settings.families:
+    if "ih" in fams:
         names += IH_TAGS
-    if "cm" in settings.families:
-        for agg in ("3D_avg", "3D_comb"):
-            if agg in settings.glcm_aggregations:
-                names += [f"cm_{n}_{agg}" for n in GLCM_FEATURES]
-    if "morph" in settings.families:
+    if "cm" in fams:
+        names += texture("cm")
+    if "morph" in fams:
         names += MORPH_TAGS
+    if "loc" in fams:
+        names += LOC_TAGS
+    if "ivh" in fams:
+        names += IVH_TAGS
+    for fam in ("rlm", "szm", "dzm", "ngt", "ngl"):
+        if fam in fams:
+            names += texture(fam)
     for spec in settings.filters:
         names += [f"{spec.prefix}_{t}" for t in STAT_TAGS]
+    return names
+
+
+def _family_feature_names(fam: str) -> tuple[str, ...]:
+    if fam == "cm":
+        from ._glcm import GLCM_FEATURES as names
+    elif fam == "rlm":
+        from ._glrlm import GLRLM_FEATURES as names
+    elif fam == "szm":
+        from ._glszm import GLSZM_FEATURES as names
+    elif fam == "dzm":
+        from ._glszm import GLDZM_FEATURES as names
+    elif fam == "ngt":
+        from ._ngtdm import NGTDM_FEATURES as names
+    else:
+        from ._ngldm import NGLDM_FEATURES as names
     return names

@@ -1,19 +1,19 @@
-"""IBSI grey-level co-occurrence matrix (GLCM) features, 3-D, 13 directions.
+"""IBSI grey-level co-occurrence matrix (GLCM) features: 13 directions in 3-D, 4 in 2-D.
 
 Counting is chunk-exact: a block counts the ordered pairs ``(v, v + d)`` whose first
 voxel ``v`` lies in its core, looking ``distance`` voxels into its halo for ``v + d``, so
 every neighbour pair of the volume is counted once and the per-block counts add up to
-the counts of the whole volume.  Symmetric matrices are ``C + C.T``.  The two IBSI 3-D
-aggregations are "averaged" (features of each direction's matrix, averaged; tag suffix
-``_3D_avg``) and "merged" (the 13 matrices summed; suffix ``_3D_comb``).
+the counts of the whole volume.  Symmetric matrices are ``C + C.T``.  The aggregations
+(``_2D_avg`` ... ``_3D_comb``) are those of :mod:`._texture`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
+
+from ._texture import TextureCounts, aggregate, directions_3d
 
 __all__ = ["GLCM_FEATURES", "directions_3d", "glcm_aggregate", "glcm_features"]
 
@@ -23,13 +23,6 @@ GLCM_FEATURES = (
     "inv_diff", "inv_diff_norm", "inv_diff_mom", "inv_diff_mom_norm", "inv_var", "corr",
     "auto_corr", "clust_tend", "clust_shade", "clust_prom", "info_corr1", "info_corr2",
 )
-
-
-def directions_3d(distance: int = 1) -> np.ndarray:
-    """The 13 unique 3-D directions (one of each +/- pair), scaled to ``distance``."""
-    dirs = [d for d in itertools.product((-1, 0, 1), repeat=3)
-            if d > (0, 0, 0)]  # lexicographically positive: one of each opposite pair
-    return np.array(dirs, dtype=np.int64) * int(distance)
 
 
 def _entropy(p):
@@ -123,18 +116,20 @@ def glcm_features(matrix) -> dict[str, float]:
     }
 
 
+def _symmetric_features(counts):
+    m = np.asarray(counts, dtype=np.float64)
+    return glcm_features(m + m.T)
+
+
 def glcm_aggregate(counts, aggregations=("3D_avg", "3D_comb")) -> dict[str, float]:
-    """IBSI 3-D aggregations of per-direction counts ``(13, Ng, Ng)`` (not symmetrised)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    sym = counts + counts.transpose(0, 2, 1)
-    out = {}
-    if "3D_avg" in aggregations:
-        per_dir = [glcm_features(m) for m in sym if m.sum() > 0]
-        for name in GLCM_FEATURES:
-            vals = [f[name] for f in per_dir]
-            out[f"cm_{name}_3D_avg"] = float(np.mean(vals)) if vals else math.nan
-    if "3D_comb" in aggregations:
-        merged = glcm_features(sym.sum(axis=0))
-        for name in GLCM_FEATURES:
-            out[f"cm_{name}_3D_comb"] = merged[name]
-    return out
+    """IBSI aggregations of co-occurrence counts (ordered pairs, not symmetrised).
+
+    ``counts`` is a :class:`~._texture.TextureCounts` (or, for the 3-D aggregations
+    alone, the ``(13, Ng, Ng)`` per-direction counts); ``aggregations`` the tag
+    suffixes wanted, e.g. ``("2D_avg", "3D_comb")``.
+    """
+    if not isinstance(counts, TextureCounts):
+        counts = TextureCounts(volume=np.asarray(counts))
+    dims = {a.rsplit("_", 1)[0].replace("_", ".") for a in aggregations}
+    out = aggregate(counts, _symmetric_features, GLCM_FEATURES, "cm", dims, directional=True)
+    return {k: v for k, v in out.items() if any(k.endswith("_" + a) for a in aggregations)}

@@ -42,7 +42,7 @@ class Discretisation:
     def from_settings(cls, settings, vmin: float, vmax: float) -> Discretisation:
         if settings.bin_width is not None:
             w = settings.bin_width
-            lo = vmin if settings.bin_min is None else settings.bin_min
+            lo = vmin if settings.bin_origin is None else settings.bin_origin
             if vmin < lo:
                 raise ValueError(
                     f"the ROI minimum {vmin!r} lies below `bin_min`={lo!r}: fixed bin size "

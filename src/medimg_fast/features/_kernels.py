@@ -245,7 +245,7 @@ def _numba_kernels():
             for a in range(ng):
                 for b in range(ng):
                     out[k, a, b] = cnt[k * stride + (a + 1) * (ng + 1) + b + 1]
-        return hist, out
+        return hist, out, levels
 
     return moments, discretise, glcm, bin_stats, texture_whole
 
@@ -277,8 +277,9 @@ class _NumbaKernels:
         return fn(levels, bounds, np.asarray(directions, np.int64), int(ng))
 
     def texture_whole(self, image, mask, lo, scale_num, scale_den, ng, directions):
-        """``(histogram, glcm counts)`` of a whole NumPy ROI in one compiled call: equal to
-        ``bincount(discretise(...))`` and ``glcm(levels, all, directions, ng)``."""
+        """``(histogram, glcm counts, levels)`` of a whole NumPy ROI in one compiled call:
+        equal to ``bincount(discretise(...))``, ``glcm(levels, all, directions, ng)`` and
+        ``discretise(...)`` (the levels are a view into a zero-padded array)."""
         image = np.ascontiguousarray(image)
         if image.dtype.kind == "b":
             image = image.astype(np.uint8)
@@ -289,9 +290,12 @@ class _NumbaKernels:
         # a pair count is at most the number of voxels
         dtype = np.int32 if image.size < 2**31 else np.int64
         cnt = np.zeros(len(directions) * (ng + 1) * (ng + 1), dtype)
-        return self._texture_whole(image, np.ascontiguousarray(mask, dtype=np.bool_),
-                                   float(lo), float(scale_num), float(scale_den), ng,
-                                   directions, cnt)
+        hist, counts, padded = self._texture_whole(
+            image, np.ascontiguousarray(mask, dtype=np.bool_), float(lo), float(scale_num),
+            float(scale_den), ng, directions, cnt)
+        pad = (padded.shape[0] - image.shape[0]) // 2
+        levels = padded[tuple(slice(pad, pad + n) for n in image.shape)]
+        return hist, counts, levels
 
     def bin_stats(self, values, lo, hi, nbins):
         return self._bin_stats(np.ascontiguousarray(values, dtype=np.float64), float(lo),

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MORPH_TAGS", "MorphPartial", "morph_block", "morphology_features"]
+__all__ = ["MORPH_TAGS", "MorphPartial", "intensity_morphology", "morph_block",
+           "morphology_features"]
 
 MORPH_TAGS = (
     "morph_volume", "morph_vol_approx", "morph_area_mesh", "morph_av", "morph_comp_1",
@@ -176,6 +177,19 @@ def _ellipsoid_area(a, b, c):
 #: Largest zero-padded grid (voxels) for the FFT form of Moran's I and Geary's C: about
 #: 1 GiB of float64 and complex work arrays.  Sparser ROIs take the pairwise form.
 _AUTOCORR_FFT_MAX_GRID = 2**25
+
+
+def autocorrelation_fits(n_voxels: int, box_shape, max_voxels) -> bool:
+    """Whether Moran's I and Geary's C are computed for an ROI of ``n_voxels`` voxels in a
+    bounding box ``box_shape``: at most ``max_voxels`` voxels when it is given, else when
+    the FFT work arrays (about eight float64 grids of twice the box) fit the memory
+    budget."""
+    if max_voxels is not None:
+        return n_voxels <= max_voxels
+    from medimg_fast.chunking import memory_budget
+
+    cells = math.prod(2 * int(b) for b in box_shape)
+    return 64 * cells <= memory_budget()
 
 
 def _moran_geary(idx, values, spacing):
@@ -339,3 +353,31 @@ def morphology_features(part: MorphPartial, spacing, *,
         "morph_moran_i": moran,
         "morph_geary_c": geary,
     }
+
+
+def intensity_morphology(morph_grid, int_grid, volume: float, spacing, *,
+                         max_voxels: int | None) -> dict[str, float]:
+    """The morphology features that weigh intensities, when the intensity mask (after
+    re-segmentation) differs from the morphological mask.
+
+    IBSI takes the intensity-weighted centre of mass, the integrated intensity and the
+    autocorrelation (Moran's I, Geary's C) over the intensity mask, the geometry over the
+    morphological mask.  ``morph_com`` is the distance between the morphological mask's
+    centre of mass and the intensity mask's intensity-weighted one; ``morph_integ_int``
+    the mesh volume times the intensity mask's mean intensity.  Both grids' ROI boxes are
+    read into memory (for a Dask image too).
+    """
+    spacing = np.asarray(spacing, np.float64)
+    _, m_mask, m_origin = morph_grid.roi_box_arrays(with_origin=True)
+    i_image, i_mask, i_origin = int_grid.roi_box_arrays(with_origin=True)
+    geom = (np.argwhere(m_mask).mean(axis=0) + m_origin) * spacing
+    idx = np.argwhere(i_mask) + i_origin
+    values = np.asarray(i_image[i_mask], np.float64)
+    total = values.sum()
+    com = (float(np.linalg.norm(geom - (values @ idx) / total * spacing)) if total
+           else math.nan)
+    moran = geary = math.nan
+    if autocorrelation_fits(len(values), i_mask.shape, max_voxels):
+        moran, geary = _moran_geary(idx, values, spacing)
+    return {"morph_com": com, "morph_integ_int": float(values.mean()) * volume,
+            "morph_moran_i": moran, "morph_geary_c": geary}

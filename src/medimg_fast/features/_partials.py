@@ -110,6 +110,18 @@ class BlockGrid:
         parts = dask.compute(*[_one(i, m) for i, m in zip(img_blocks, msk_blocks)])
         return merge_all(parts, merge)
 
+    def roi_box_arrays(self, *, with_origin=False):
+        """The image and mask on the ROI's bounding box as NumPy arrays (a Dask image's
+        box is read into memory), and with ``with_origin`` the box's global origin."""
+        if not self.is_dask:
+            out = (np.asarray(self.image), np.asarray(self.mask))
+            origin = np.asarray(self.origin)
+        else:
+            image, mask, box = dask_roi_box(self.image, self.mask, with_box=True)
+            out = (image, mask)
+            origin = np.array([b.start for b in box])
+        return (*out, origin) if with_origin else out
+
     # -- blocks with a halo --------------------------------------------------------
     def reduce_blocks(self, func, merge, *, halo=0):
         """``merge`` over blocks of ``func(image_block, mask_block, info)``.
@@ -154,6 +166,34 @@ class BlockGrid:
             )
             parts.append(call(img_blocks[idx], msk_blocks[idx], info))
         return merge_all(dask.compute(*parts), merge)
+
+
+def dask_roi_box(image, mask, *, margin=0, with_box=False):
+    """NumPy ``image[box], mask[box]`` for the bounding box of a Dask (or NumPy) ``mask``
+    widened by ``margin`` voxels per axis (clipped to the volume).
+
+    One pass over the mask finds the box; only the box is then read.
+    """
+    import dask
+    import dask.array as da
+
+    mask = mask if _is_dask(mask) else da.from_array(np.asarray(mask))
+    nd = mask.ndim
+    hits = dask.compute(*[mask.astype(bool).any(axis=tuple(a for a in range(nd) if a != ax))
+                          for ax in range(nd)])
+    margin = np.broadcast_to(np.asarray(margin, np.int64), (nd,))
+    box = []
+    for ax, hit in enumerate(hits):
+        where = np.flatnonzero(hit)
+        if where.size == 0:
+            raise ValueError("the ROI is empty: `mask` selects no voxel")
+        box.append(slice(max(int(where[0]) - int(margin[ax]), 0),
+                         min(int(where[-1]) + 1 + int(margin[ax]), mask.shape[ax])))
+    box = tuple(box)
+    img = image[box]
+    img, msk = dask.compute(img, mask[box]) if _is_dask(img) else (img, mask[box].compute())
+    out = (np.asarray(img), np.asarray(msk, bool))
+    return (*out, box) if with_box else out
 
 
 def merge_all(parts, merge):

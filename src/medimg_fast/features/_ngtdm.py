@@ -1,0 +1,234 @@
+"""IBSI neighbourhood grey tone difference matrix (NGTDM, ``ngt``).
+
+For every ROI voxel ``k`` of grey level ``i`` the neighbourhood is the set of ROI voxels
+within Chebyshev distance ``distance`` of it, the voxel itself excluded (3-D: up to 26
+neighbours at distance 1; 2-D: up to 8 in its z-slice).  With ``W_k`` their number and
+``A_k`` their mean grey level, voxels with ``W_k > 0`` add ``|i - A_k|`` to ``s_i`` and
+1 to ``n_i``; voxels without a ROI neighbour are left out of both (IBSI-1 reference
+manual, Zwanenburg et al., arXiv:1612.07003, "Neighbourhood grey tone difference based
+features").
+
+A unit's matrix is ``(ng, 2)`` float64: column 0 ``n_i``, column 1 ``s_i``.  Both are
+sums over voxels, so the NGTDM of merged slices (IBSI 2.5D) or of a volume cut into
+chunks is the sum of the matrices: a chunk counts the voxels of its core and reads the
+``distance``-voxel halo around it only as neighbours.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ._glszm import _check_levels
+from ._texture import TEXTURE_DIMS, TextureCounts, aggregate
+
+__all__ = ["NGTDM_FEATURES", "count_ngtdm", "ngtdm_aggregate", "ngtdm_features"]
+
+NGTDM_FEATURES = ("coarseness", "contrast", "busyness", "complexity", "strength")
+
+#: IBSI's cap on coarseness when ``sum_i p_i s_i = 0`` (a ROI without grey tone change).
+COARSENESS_MAX = 1.0e6
+
+
+@functools.lru_cache(maxsize=1)
+def _ngtdm_kernels():
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def ngtdm(levels, bounds, distance, planar, ng):
+        """``(units, ng, 2)`` NGTDM of the voxels in ``bounds`` (one unit per core
+        z-slice when ``planar``, else one), neighbours read from all of ``levels``."""
+        nz, ny, nx = levels.shape
+        z0, z1 = bounds[0, 0], bounds[0, 1]
+        y0, y1 = bounds[1, 0], bounds[1, 1]
+        x0, x1 = bounds[2, 0], bounds[2, 1]
+        reach_z = 0 if planar else distance
+        out = np.zeros((max(z1 - z0, 0) if planar else 1, ng, 2), np.float64)
+        for z in range(z0, z1):
+            unit = z - z0 if planar else 0
+            za = max(z - reach_z, 0)
+            zb = min(z + reach_z + 1, nz)
+            for y in range(y0, y1):
+                ya = max(y - distance, 0)
+                yb = min(y + distance + 1, ny)
+                for x in range(x0, x1):
+                    g = levels[z, y, x]
+                    if g == 0:
+                        continue
+                    xa = max(x - distance, 0)
+                    xb = min(x + distance + 1, nx)
+                    total = 0
+                    count = 0
+                    for zz in range(za, zb):
+                        for yy in range(ya, yb):
+                            for xx in range(xa, xb):
+                                h = levels[zz, yy, xx]
+                                total += h
+                                count += h > 0
+                    # the centre was summed with its neighbours
+                    total -= g
+                    count -= 1
+                    if count > 0:
+                        out[unit, g - 1, 0] += 1.0
+                        # |i - total / W| from the exact integer numerator
+                        out[unit, g - 1, 1] += abs(g * count - total) / count
+        return out
+
+    return ngtdm
+
+
+def _core_bounds(core, shape) -> np.ndarray:
+    if core is None:
+        return np.array([[0, n] for n in shape], dtype=np.int64)
+    if not isinstance(core, tuple) or len(core) != 3 or not all(
+            isinstance(c, slice) for c in core):
+        raise ValueError(f"`core` must be a tuple of 3 slices, got {core!r}")
+    bounds = []
+    for c, n in zip(core, shape):
+        start, stop, step = c.indices(n)
+        if step != 1:
+            raise ValueError(f"`core` slices must have step 1, got {core!r}")
+        bounds.append([start, max(start, stop)])
+    return np.array(bounds, dtype=np.int64)
+
+
+def count_ngtdm(levels, ng, dims=TEXTURE_DIMS, *, distance=1, core=None) -> TextureCounts:
+    """Neighbourhood grey tone difference matrices of the volume and of every z-slice.
+
+    Parameters
+    ----------
+    levels : (z, y, x) int array
+        Discretised grey levels ``1..ng`` inside the ROI, 0 outside.
+    ng : int
+        Number of grey levels.
+    dims : collection of {"2D", "2.5D", "3D"}
+        "3D": neighbourhoods in the volume; "2D"/"2.5D": in-plane neighbourhoods of
+        each slice.
+    distance : int, optional
+        Chebyshev radius of the neighbourhood (IBSI default 1).
+    core : tuple of 3 slices, optional
+        The voxels whose neighbourhoods are counted, as slices (step 1) of ``levels``
+        itself (indices relative to this array, not to a larger volume).  The voxels
+        outside it are a halo read only as neighbours.  The counts of chunks whose cores
+        tile a volume, each given ``distance`` voxels of halo where the volume goes on,
+        add up to the counts of the whole volume.  Default: all of ``levels``.
+
+    Returns
+    -------
+    TextureCounts
+        Units of shape ``(1, ng, 2)`` (float64): ``[0, i - 1, 0]`` is ``n_i``, the number
+        of voxels of level ``i`` with at least one ROI neighbour, ``[0, i - 1, 1]`` is
+        ``s_i``.  ``slices`` holds the core z-slices with ROI voxels in the core, keyed
+        by their z index in ``levels``.
+
+    Raises
+    ------
+    ValueError
+        If ``levels`` is not 3-D or leaves ``0..ng``, ``ng`` or ``distance`` is not a
+        positive integer, ``dims`` is unknown, or ``core`` is not 3 slices of step 1.
+    TypeError
+        If ``levels`` is not an integer array.
+
+    Notes
+    -----
+    IBSI-1 reference manual (arXiv:1612.07003), "Neighbourhood grey tone difference
+    based features": ``s_i = sum_k |i - A_k| [X(k) = i and W_k > 0]``, ``A_k`` the mean
+    level of the ``W_k`` ROI voxels in the neighbourhood of ``k``.
+
+    Examples
+    --------
+    >>> lv = np.array([[[1, 2, 2]]], dtype=np.int32)
+    >>> count_ngtdm(lv, 2, ["3D"]).volume[0]
+    array([[1. , 1. ],
+           [2. , 0.5]])
+    """
+    levels = _check_levels(levels, ng, dims)
+    if isinstance(distance, bool) or not isinstance(distance, (int, np.integer)) or (
+            distance < 1):
+        raise ValueError(f"`distance` must be a positive integer, got {distance!r}")
+    bounds = _core_bounds(core, levels.shape)
+    ng = int(ng)
+    ngtdm = _ngtdm_kernels()
+    counts = TextureCounts()
+    inner = tuple(slice(a, b) for a, b in bounds)
+    if "3D" in dims and levels[inner].any():
+        counts.volume = ngtdm(levels, bounds, int(distance), False, ng)
+    if "2D" in dims or "2.5D" in dims:
+        per_slice = ngtdm(levels, bounds, int(distance), True, ng)
+        has_roi = levels[inner].any(axis=(1, 2))
+        for k in np.flatnonzero(has_roi):
+            counts.slices[int(bounds[0, 0] + k)] = per_slice[k][None]
+    return counts
+
+
+def ngtdm_features(matrix) -> dict[str, float]:
+    """The 5 IBSI NGTDM features of one matrix.
+
+    Parameters
+    ----------
+    matrix : (Ng, 2) array
+        Column 0 ``n_i`` (voxels of level ``i`` with a valid neighbourhood), column 1
+        ``s_i`` (their summed grey tone differences), as counted by :func:`count_ngtdm`.
+
+    Returns
+    -------
+    dict
+        Name of :data:`NGTDM_FEATURES` to value; all NaN when no voxel has a neighbour.
+
+    Notes
+    -----
+    IBSI-1 reference manual (arXiv:1612.07003), "Neighbourhood grey tone difference
+    based features".  ``N_vc = sum n_i``, ``p_i = n_i / N_vc``, ``N_gp`` the number of
+    levels with ``p_i > 0``; double sums run over those levels.  IBSI's conventions:
+    coarseness is capped at ``1e6`` when ``sum p_i s_i = 0``; contrast and busyness are 0
+    when ``N_gp = 1``; strength is 0 when ``sum s_i = 0``.  Busyness is NaN when its
+    denominator vanishes with ``N_gp > 1`` (e.g. ``p = (2/3, 1/3)``), which IBSI leaves
+    undefined.
+
+    Examples
+    --------
+    >>> f = ngtdm_features(np.array([[1.0, 1.0], [2.0, 0.5]]))
+    >>> round(f["coarseness"], 4), round(f["strength"], 4)
+    (1.5, 1.3333)
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] != 2:
+        raise ValueError(f"`matrix` must have shape (Ng, 2), got {m.shape}")
+    n, s = m[:, 0], m[:, 1]
+    n_vc = float(n.sum())
+    if n_vc <= 0:
+        return {k: math.nan for k in NGTDM_FEATURES}
+    present = n > 0
+    lv = np.arange(1, m.shape[0] + 1, dtype=np.float64)[present]
+    p = n[present] / n_vc
+    s = s[present]
+    n_gp = lv.size
+    ps = p * s
+    sum_ps = float(ps.sum())
+    sum_s = float(s.sum())
+    diff = lv[:, None] - lv[None, :]
+    p_plus = p[:, None] + p[None, :]
+    ip = lv * p
+    busy_den = float(np.abs(ip[:, None] - ip[None, :]).sum())
+    if n_gp > 1:
+        contrast = (float(np.sum(p[:, None] * p[None, :] * diff**2)) / (n_gp * (n_gp - 1))
+                    * sum_s / n_vc)
+        busyness = sum_ps / busy_den if busy_den > 0 else math.nan
+    else:
+        contrast = busyness = 0.0
+    complexity = float(np.sum(np.abs(diff) * (ps[:, None] + ps[None, :]) / p_plus)) / n_vc
+    strength = float(np.sum(p_plus * diff**2)) / sum_s if sum_s > 0 else 0.0
+    return {
+        "coarseness": 1.0 / sum_ps if sum_ps > 0 else COARSENESS_MAX,  # ngt.coarseness
+        "contrast": contrast,                                            # ngt.contrast
+        "busyness": busyness,                                            # ngt.busyness
+        "complexity": complexity,                                        # ngt.complexity
+        "strength": strength,                                            # ngt.strength
+    }
+
+
+def ngtdm_aggregate(counts: TextureCounts, dims=TEXTURE_DIMS) -> dict[str, float]:
+    """IBSI-tagged ``ngt_{feature}_{2D, 2_5D, 3D}`` features of :func:`count_ngtdm` counts."""
+    return aggregate(counts, ngtdm_features, NGTDM_FEATURES, "ngt", dims, directional=False)
