@@ -34,6 +34,7 @@ from ._shared.utils import check_image
 __all__ = [
     "IBSIGrid",
     "Preprocessed",
+    "diagnostic_tags",
     "ibsi_grid",
     "interpolate_image",
     "interpolate_mask",
@@ -572,6 +573,18 @@ class Preprocessed:
 
 
 _AXIS_NAMES = ("x", "y", "z")  # IBSI names of the image's last, middle and first axes
+
+
+def diagnostic_tags() -> list[str]:
+    """The tags of :attr:`Preprocessed.diagnostics`, in their order (60 of them)."""
+    image = np.zeros((1, 1, 1))
+    roi = np.ones((1, 1, 1), dtype=bool)
+    tags = []
+    for stage in ("init", "interp"):
+        tags += list(_image_diagnostics(image, (1.0, 1.0, 1.0), stage))
+        tags += list(_roi_diagnostics(image, roi, roi, stage))
+    tags += list(_roi_diagnostics(image, roi, roi, "reseg"))
+    return tags
 
 
 def _image_diagnostics(image: np.ndarray, spacing, stage: str) -> dict:

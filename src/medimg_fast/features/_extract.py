@@ -486,7 +486,11 @@ def _local_intensity(image, mask, spacing):
 def _ivh(grid, mom, settings):
     from ._ivh import IvhBins, ivh_features
 
-    bins = IvhBins.from_settings(settings, mom.min, mom.max)
+    integer_valued = True
+    if settings.ivh_bin_width is None and settings.ivh_bin_count is None:
+        integer_valued = bool(grid.reduce_values(lambda v: bool(np.all(v == np.rint(v))),
+                                                 lambda a, b: a and b))
+    bins = IvhBins.from_settings(settings, mom.min, mom.max, integer_valued=integer_valued)
     return ivh_features(grid.reduce_values(bins.counts, add), bins)
 
 
@@ -516,8 +520,7 @@ def _filter_bank(image, mask, spacing, settings, kernels, filter_backend, box=No
 
 
 def feature_names(settings=None) -> list[str]:
-    """The names :func:`extract_features` returns for ``settings``, in output order
-    (the diagnostic values of ``diagnostics=True`` apart).
+    """The names :func:`extract_features` returns for ``settings``, in output order.
 
     Examples
     --------
@@ -536,6 +539,10 @@ def feature_names(settings=None) -> list[str]:
     fams = settings.families
     aggs = settings.texture_aggregations
     names: list[str] = []
+    if settings.diagnostics:
+        from medimg_fast.preprocessing import diagnostic_tags
+
+        names += diagnostic_tags()
 
     def texture(fam):
         base = _family_feature_names(fam)

@@ -9,6 +9,10 @@ The IVH has its own discretisation (IBSI-1 reference manual, arXiv:1612.07003, s
   range, represented by their centres ``lo + (i - 1/2) w``;
 - fixed bin number ``N``: the texture's fixed bin number formula, levels ``1..N``.
 
+Without ``ivh_bin_width``/``ivh_bin_count``, integer intensities are used as they are and
+other intensities take a fixed bin number of :data:`DEFAULT_BIN_COUNT` (MIRP's choice
+for images without a natural integer scale, such as MR).
+
 The intensity range is the re-segmentation range where it has ends, else the ROI
 minimum/maximum.  With ``gamma_i`` the intensity fraction of level ``i`` (0 at the
 lowest level, 1 at the highest) and ``nu_i`` the fraction of the ROI volume with a
@@ -24,7 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IVH_TAGS", "IvhBins", "ivh_features"]
+__all__ = ["DEFAULT_BIN_COUNT", "IVH_TAGS", "IvhBins", "ivh_features"]
+
+#: Fixed bin number of the IVH of non-integer intensities when the settings give none.
+DEFAULT_BIN_COUNT = 1000
 
 IVH_TAGS = ("ivh_v10", "ivh_v90", "ivh_i10", "ivh_i90", "ivh_diff_v10_v90",
             "ivh_diff_i10_i90", "ivh_auc")
@@ -43,12 +50,18 @@ class IvhBins:
     beyond: float
 
     @classmethod
-    def from_settings(cls, settings, vmin: float, vmax: float) -> IvhBins:
+    def from_settings(cls, settings, vmin: float, vmax: float, *,
+                      integer_valued: bool = True) -> IvhBins:
+        """The bins of ``settings`` for ROI values in ``[vmin, vmax]``; ``integer_valued``
+        says whether every ROI value is an integer (then no discretisation is needed)."""
         rng = settings.reseg_range or (None, None)
         lo = vmin if rng[0] is None else rng[0]
         hi = vmax if rng[1] is None else rng[1]
-        if settings.ivh_bin_count is not None:
-            n = settings.ivh_bin_count
+        count = settings.ivh_bin_count
+        if count is None and settings.ivh_bin_width is None and not integer_valued:
+            count = DEFAULT_BIN_COUNT
+        if count is not None:
+            n = count
             span = vmax - vmin
             scale = n / span if span > 0 else 0.0
             values = np.arange(1, n + 1, dtype=np.float64)

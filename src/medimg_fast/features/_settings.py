@@ -162,7 +162,8 @@ class FeatureSettings:
     ivh_bin_width, ivh_bin_count : optional
         Discretisation of the intensity-volume histogram, apart from the texture's:
         fixed bin size (from the lower end of ``reseg_range`` or the ROI minimum) or
-        fixed bin number; neither means none (integer intensities such as HU).
+        fixed bin number; neither: integer intensities (such as HU) as they are, other
+        intensities a fixed bin number of 1000.
     filters : tuple of FilterSpec or dict
         The filter bank: intensity statistics of each filter response over the ROI,
         named ``<prefix>_<stat tag>``, e.g. ``log_sigma1.0mm_stat_mean``.  Empty by
