@@ -250,3 +250,82 @@ def test_every_command_has_help_with_examples():
     for command in ("info", "filter", "features", "train", "predict", "run", "bench", "demo"):
         proc = cli(command, "--help")
         assert proc.returncode == 0 and "examples:" in proc.stdout, command
+
+
+def _settings_of(*argv):
+    from medimg_fast.cli import _feature_settings, parse_args
+
+    return _feature_settings(parse_args([str(a) for a in argv]))
+
+
+def test_every_feature_setting_reaches_the_config_file(tmp_path):
+    from medimg_fast.features import FeatureSettings
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[features]\nbin_width = 25.0\n'
+        '[features.settings]\nfamilies = "all"\ntexture_dims = ["2D", "2.5D"]\n'
+        'resample_mm = [3.0, 2.0, 2.0]\nresample_order = 3\nround_intensities = true\n'
+        'mask_threshold = 0.4\nreseg_range = [-500, 400]\nreseg_outliers_sigma = 3.0\n'
+        'ivh_bin_width = 2.5\nglcm_distance = 2\nngldm_distance = 2\nngldm_alpha = 1\n'
+        'diagnostics = true\nautocorrelation_max_voxels = 5000\n'
+        'filters = [{name = "log", sigma_mm = 2.0}, {name = "mean", size = 3}]\n')
+    got = FeatureSettings.from_dict(_settings_of("--config", config, "features", "m.csv",
+                                                 "--out", tmp_path / "f"))
+    assert got == FeatureSettings(
+        bin_width=25.0, families="all", texture_dims=("2D", "2.5D"), resample_mm=(3, 2, 2),
+        resample_order=3, round_intensities=True, mask_threshold=0.4,
+        reseg_range=(-500, 400), reseg_outliers_sigma=3.0, ivh_bin_width=2.5,
+        glcm_distance=2, ngldm_distance=2, ngldm_alpha=1, diagnostics=True,
+        autocorrelation_max_voxels=5000,
+        filters=({"name": "log", "sigma_mm": 2.0}, {"name": "mean", "size": 3}))
+
+
+def test_feature_flags_override_the_config_file(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[run.settings]\nbin_count = 16\ntexture_dims = ["3D"]\n'
+                      'reseg_range = [-1000, 400]\n')
+    got = _settings_of("--config", config, "run", "m.csv", "--out", tmp_path / "r",
+                       "--bin-width", "25", "--texture-dims", "2D", "--reseg-range", "none",
+                       "300", "--families", "stat", "rlm", "--diagnostics")
+    assert got["bin_width"] == 25.0 and got["bin_count"] is None
+    assert got["texture_dims"] == ["2D"] and got["reseg_range"] == [None, 300.0]
+    assert got["families"] == ["stat", "rlm"] and got["diagnostics"] is True
+
+
+@pytest.mark.parametrize(("toml", "fragment"), [
+    ('[features.settings]\ntexture_dim = ["2D"]\n', "unknown setting(s) ['texture_dim']"),
+    ('[features.settings]\nreseg_range = [400, -500]\n', "`reseg_range` must have low <= high"),
+    ('[features.settings]\nresample_order = 2\n', "`resample_order` must be 1"),
+    ('[features]\nsettings = 3\n', "must be a table of feature settings"),
+    ('[train.settings]\nbin_count = 3\n', "[train] has unknown option 'settings'"),
+])
+def test_bad_feature_settings_in_the_config_are_usage_errors(tmp_path, toml, fragment):
+    from medimg_fast.cli import UsageError
+    from medimg_fast.config import ConfigError
+
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    command = "train" if "[train" in toml else "features"
+    with pytest.raises((UsageError, ConfigError)) as err:
+        _settings_of("--config", config, command, "m.csv", "--out", tmp_path / "f",
+                     *(["--label", "y"] if command == "train" else []))
+    assert fragment in str(err.value)
+
+
+def test_features_from_a_config_with_ibsi_settings(archive, tmp_path):
+    _, manifest, _ = archive
+    config = tmp_path / "c.toml"
+    config.write_text('quiet = true\n[features]\nworkers = 1\n[features.settings]\n'
+                      'families = ["stat", "rlm", "szm"]\ntexture_dims = ["2D", "3D"]\n'
+                      'bin_count = 8\ndiagnostics = true\n')
+    out = tmp_path / "f"
+    proc = cli("--config", config, "features", manifest, "--out", out)
+    assert proc.returncode == 1, proc.stderr  # the corrupt volume is an error row
+    table = pd.read_parquet(out / "features.parquet")
+    for column in ("rlm_sre_2D_avg", "rlm_sre_3D_comb", "szm_sze_2D", "szm_sze_3D",
+                   "int_mask_vox_count_reseg_roi"):
+        assert table[column].notna().all(), column
+    stored = json.loads((out / "feature_settings.json").read_text())
+    assert stored["texture_dims"] == ["2D", "3D"] and stored["families"] == ["stat", "rlm",
+                                                                               "szm"]
