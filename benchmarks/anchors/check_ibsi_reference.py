@@ -16,7 +16,7 @@ import sys
 
 
 def ibsi_tag(mirp_name):
-    k = re.sub(r"_fbs_w[0-9.]+", "", mirp_name)
+    k = re.sub(r"_(fbs_w|fbn_n)[0-9.]+", "", mirp_name)
     k = re.sub(r"_d1(\.0)?", "", k)
     k = re.sub(r"_a0(\.0)?", "", k)
     return k.replace("_3d_avg", "_3D_avg").replace("_3d_v_mrg", "_3D_comb").replace("_3d", "_3D")

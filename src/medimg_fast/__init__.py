@@ -15,17 +15,21 @@ from .filters import (
     convolve,
     correlate,
     difference_of_gaussians,
+    gabor_filter,
     gaussian_filter,
     gaussian_gradient_magnitude,
     gaussian_laplace,
     gradient_magnitude,
     laplace,
+    laws_filter,
     maximum_filter,
     median_filter,
     minimum_filter,
     prewitt,
+    simoncelli_filter,
     sobel,
     uniform_filter,
+    wavelet_filter,
 )
 
 __version__ = "0.1.0"
@@ -48,11 +52,13 @@ __all__ = [
     "correlate",
     "difference_of_gaussians",
     "extract_features",
+    "gabor_filter",
     "gaussian_filter",
     "gaussian_gradient_magnitude",
     "gaussian_laplace",
     "gradient_magnitude",
     "laplace",
+    "laws_filter",
     "maximum_filter",
     "median_filter",
     "minimum_filter",
@@ -60,8 +66,10 @@ __all__ = [
     "prewitt",
     "process_archive",
     "save_volume",
+    "simoncelli_filter",
     "sobel",
     "uniform_filter",
+    "wavelet_filter",
 ]
 
 

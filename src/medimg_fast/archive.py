@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ._shared.utils import one_line
+from .io._volume import GeometryMismatchError
 
 __all__ = [
     "ArchiveResult",
@@ -80,8 +81,12 @@ class NonFiniteVoxelsError(ValueError):
     """A volume containing NaN or infinite voxel values."""
 
 
-class MaskMismatchError(ValueError):
-    """A mask whose shape differs from its image's."""
+class MaskMismatchError(GeometryMismatchError):
+    """A mask whose voxel grid (shape, spacing, origin or direction) differs from its image's.
+
+    A :class:`~medimg_fast.io.GeometryMismatchError`, hence a ValueError; the message names
+    both geometries.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +220,10 @@ class _Entry:
     label: Any = None
     mask: str | None = None
     subject: Any = None
+    #: The ROI of an RTSTRUCT (name, glob pattern or number), the segment of a SEG (label or
+    #: number) or the label value of a label-map image; None: the mask file's only ROI or
+    #: its nonzero voxels.
+    roi: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,9 +231,12 @@ class _Entry:
 # ---------------------------------------------------------------------------------------------
 
 def read_manifest(manifest) -> list:
-    """Rows of a manifest CSV with columns ``path,label[,mask][,subject]``.
+    """Rows of a manifest CSV with columns ``path,label[,mask][,subject][,roi]``.
 
-    Relative paths are taken relative to the manifest's folder.
+    Relative paths are taken relative to the manifest's folder.  ``roi`` selects what of the
+    mask file is the mask (see :func:`medimg_fast.io.open_mask`): an RTSTRUCT ROI name or
+    pattern, a SEG segment label or number, a label value; one image may appear in several
+    rows with different ROIs, each its own result.
     """
     manifest = Path(manifest)
     base = manifest.resolve().parent
@@ -234,7 +246,7 @@ def read_manifest(manifest) -> list:
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
             raise ManifestError(f"manifest {str(manifest)!r} lacks column(s) {missing}; "
-                                f"expected path,label[,mask][,subject], got {columns}")
+                                f"expected path,label[,mask][,subject][,roi], got {columns}")
         entries = []
         for lineno, row in enumerate(reader, start=2):
             row = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()
@@ -245,11 +257,16 @@ def read_manifest(manifest) -> list:
             def resolve(p):
                 return str((base / p).resolve()) if p else None
 
+            roi = row.get("roi") or None
+            if roi is not None and not row.get("mask"):
+                raise ManifestError(f"manifest {str(manifest)!r} line {lineno}: roi {roi!r} "
+                                    "given without a mask")
             entries.append(_Entry(
                 path=resolve(row["path"]),
                 label=row.get("label") or None,
                 mask=resolve(row.get("mask")),
                 subject=row.get("subject") or None,
+                roi=roi,
             ))
     return entries
 
@@ -314,9 +331,11 @@ def _stat_signature(path) -> list:
 
 
 def _entry_key(entry: _Entry, fingerprint: str) -> str:
-    blob = json.dumps([entry.path, _stat_signature(entry.path), entry.mask,
-                       _stat_signature(entry.mask), str(entry.label), str(entry.subject),
-                       fingerprint], default=str)
+    fields = [entry.path, _stat_signature(entry.path), entry.mask, _stat_signature(entry.mask),
+              str(entry.label), str(entry.subject), fingerprint]
+    if entry.roi is not None:  # appended only when set, so rows without an ROI keep their keys
+        fields.append(["roi", str(entry.roi)])
+    blob = json.dumps(fields, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -380,7 +399,7 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
 
     This is the body of one Dask task: read, validate, preprocess, filter, extract features.
     """
-    from .io import _select_volume, open_volume
+    from .io import _select_volume, check_same_grid, open_mask, open_volume
 
     stage = "read"
     try:
@@ -400,12 +419,12 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
         mask = None
         if entry.mask is not None:
             stage = "mask"
-            mask_volume = open_volume(entry.mask)
-            mdata = mask_volume.data
-            if tuple(mdata.shape) != tuple(image.shape):
-                raise MaskMismatchError(f"mask shape {tuple(mdata.shape)} does not match image "
-                                        f"shape {tuple(image.shape)}")
-            mask = _materialise(mdata, config.in_memory_bytes) != 0
+            mask_volume = open_mask(entry.mask, volume, roi=entry.roi)
+            try:
+                check_same_grid(volume, mask_volume)
+            except GeometryMismatchError as exc:
+                raise MaskMismatchError(str(exc)) from exc
+            mask = _materialise(mask_volume.data, config.in_memory_bytes) != 0
 
         stage = "validate"
         if np.dtype(image.dtype).kind == "f":

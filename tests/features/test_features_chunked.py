@@ -100,6 +100,7 @@ def test_filter_bank_matches_scipy(volume):
     image, mask = volume
     spacing = (1.2, 0.9, 0.8)
     s = {"families": [], "filters": [{"name": "gaussian", "sigma_mm": 1.5},
+                                     {"name": "log", "sigma_mm": 1.5, "convention": "per_mm"},
                                      {"name": "log", "sigma_mm": 1.5},
                                      {"name": "gradient_magnitude", "sigma_mm": 1.0},
                                      {"name": "mean", "size": 3}]}
@@ -108,11 +109,13 @@ def test_filter_bank_matches_scipy(volume):
     g = ndi.gaussian_filter(image, sig)[mask]
     log = sum(ndi.gaussian_filter(image, sig, order=[2 * (a == b) for b in range(3)]) / v ** 2
               for a, v in enumerate(spacing))[mask]
+    log_ibsi = ndi.gaussian_laplace(image, sig)[mask]  # IBSI-2: per voxel^2
     sig1 = [1.0 / v for v in spacing]
     grad = np.sqrt(sum((ndi.gaussian_filter(image, sig1, order=[int(a == b) for b in range(3)])
                         / v) ** 2 for a, v in enumerate(spacing)))[mask]
     mean3 = ndi.uniform_filter(image, 3)[mask]
-    checks = [("gaussian_sigma1.5mm", g), ("log_sigma1.5mm", log),
+    checks = [("gaussian_sigma1.5mm", g), ("log_sigma1.5mm_permm", log),
+              ("log_sigma1.5mm", log_ibsi),
               ("gradient_magnitude_sigma1.0mm", grad), ("mean_size3", mean3)]
     for prefix, ref in checks:
         assert f[f"{prefix}_stat_mean"] == pytest.approx(ref.mean(), rel=1e-9)

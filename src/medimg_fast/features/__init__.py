@@ -8,6 +8,8 @@ filter bank; :class:`RadiomicsExtractor` wraps it for scikit-learn pipelines.
 
 from ._extract import extract_features
 from ._extractor import RadiomicsExtractor
+from ._filterbank import filter_response
 from ._settings import FeatureSettings, FilterSpec
 
-__all__ = ["FeatureSettings", "FilterSpec", "RadiomicsExtractor", "extract_features"]
+__all__ = ["FeatureSettings", "FilterSpec", "RadiomicsExtractor", "extract_features",
+           "filter_response"]

@@ -26,14 +26,18 @@ TEXTURE_FAMILIES = {"cm": True, "rlm": True, "szm": False, "dzm": False, "ngt": 
 
 _DIMS = ("2D", "2.5D", "3D")
 
-#: Filters of the filter bank and the parameter each takes.
+#: Filters of the filter bank and the essential parameter each takes (the full list of
+#: each filter's keys and their defaults is ``_FILTER_KEYS``).
 FILTER_NAMES = {
     "gaussian": "sigma_mm",
     "log": "sigma_mm",
     "gradient_magnitude": "sigma_mm",
     "mean": "size",
+    "laws": "kernel",
+    "gabor": "sigma_mm",
+    "wavelet": "family",
+    "simoncelli": "level",
 }
-
 
 def _finite(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
@@ -43,54 +47,255 @@ def _positive(v) -> bool:
     return _finite(v) and v > 0
 
 
+_REQUIRED = object()
+_GAUSSIAN_KEYS = {"sigma_mm": _REQUIRED, "truncate": 4.0, "mode": "reflect", "dims": "3D"}
+#: per filter, its keys and their defaults (``_REQUIRED``: no default)
+_FILTER_KEYS = {
+    "gaussian": _GAUSSIAN_KEYS,
+    "log": {**_GAUSSIAN_KEYS, "convention": None},
+    "gradient_magnitude": _GAUSSIAN_KEYS,
+    "mean": {"size": _REQUIRED, "mode": "reflect", "dims": "3D"},
+    "laws": {"kernel": _REQUIRED, "energy": False, "delta": 7, "rotation_invariant": False,
+             "pooling": "max", "mode": "reflect", "dims": "3D"},
+    "gabor": {"sigma_mm": _REQUIRED, "lambda_mm": _REQUIRED, "gamma": _REQUIRED,
+              "theta_deg": _REQUIRED, "theta_step_deg": None, "response": "modulus",
+              "rotation_invariant": False, "pooling": "mean", "truncate": 4.0,
+              "mode": "reflect", "dims": "2D"},
+    "wavelet": {"family": _REQUIRED, "set": _REQUIRED, "level": 1,
+                "rotation_invariant": False, "pooling": "mean", "mode": "reflect",
+                "dims": "3D"},
+    "simoncelli": {"level": 1, "mode": "wrap", "dims": "3D"},
+}
+_CHOICES = {
+    "dims": ("2D", "3D"),
+    "pooling": ("max", "mean", "min"),
+    "response": ("modulus", "real", "imaginary"),
+    "convention": ("ibsi", "per_mm"),
+}
+
+
+def _check_filter_value(name: str, key: str, v):
+    """The normalised value of one key of a filter spec, or ValueError naming both."""
+    where = f"filter {name!r}: `{key}`"
+    if key in ("sigma_mm", "lambda_mm", "gamma", "truncate"):
+        if not _positive(v):
+            raise ValueError(f"{where} must be a positive number, got {v!r}")
+        return float(v)
+    if key in ("size", "level"):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{where} must be a positive integer, got {v!r}")
+        return int(v)
+    if key == "delta":
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{where} must be a non-negative integer, got {v!r}")
+        return int(v)
+    if key in ("energy", "rotation_invariant"):
+        if not isinstance(v, bool):
+            raise ValueError(f"{where} must be true or false, got {v!r}")
+        return v
+    if key == "theta_deg":
+        if not _finite(v):
+            raise ValueError(f"{where} must be a finite number of degrees, got {v!r}")
+        return float(v)
+    if key == "theta_step_deg":
+        if not _positive(v) or v > 360:
+            raise ValueError(f"{where} must be a number of degrees in (0, 360], got {v!r}")
+        return float(v)
+    if key == "mode":
+        from .._shared.boundary import MODE_ALIASES, MODES
+
+        if not isinstance(v, str) or MODE_ALIASES.get(v, v) not in MODES:
+            raise ValueError(f"{where} must be one of {MODES}, got {v!r}")
+        return MODE_ALIASES.get(v, v)
+    if key in _CHOICES:
+        if v not in _CHOICES[key]:
+            raise ValueError(f"{where} must be one of {_CHOICES[key]}, got {v!r}")
+        return v
+    if key in ("kernel", "family", "set"):
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{where} must be a non-empty string, got {v!r}")
+        return v
+    raise ValueError(f"{where} is not a filter key")  # pragma: no cover - keys are fixed
+
+
+def _number(v) -> str:
+    return repr(float(v))
+
+
+
 @dataclass(frozen=True)
 class FilterSpec:
-    """One filter of the filter bank.
+    """One filter of the filter bank: a name and the keys of that filter.
+
+    Unset keys (None) take the filter's default; :meth:`to_dict` writes only the keys
+    that were set, so the settings of earlier releases read and write unchanged.
 
     Parameters
     ----------
-    name : {"gaussian", "log", "gradient_magnitude", "mean"}
+    name : {"gaussian", "log", "gradient_magnitude", "mean", "laws", "gabor", "wavelet", "simoncelli"}
         ``gaussian``: Gaussian smoothing; ``log``: Laplacian of Gaussian;
-        ``gradient_magnitude``: Gaussian gradient magnitude; ``mean``: mean (box) filter.
-    sigma_mm : float, optional
-        Standard deviation of the Gaussian in millimetres (all but ``mean``).
-    size : int, optional
-        Edge length of the cubic mean-filter neighbourhood in voxels (``mean`` only).
+        ``gradient_magnitude``: Gaussian gradient magnitude; ``mean``: mean (box) filter;
+        ``laws``: :func:`medimg_fast.filters.laws_filter`; ``gabor``:
+        :func:`medimg_fast.filters.gabor_filter`; ``wavelet``:
+        :func:`medimg_fast.filters.wavelet_filter`; ``simoncelli``:
+        :func:`medimg_fast.filters.simoncelli_filter`.
+    sigma_mm : float
+        Standard deviation of the Gaussian in millimetres (``gaussian``, ``log``,
+        ``gradient_magnitude``), of the Gabor envelope (``gabor``).
+    size : int
+        Edge length of the mean-filter neighbourhood in voxels (``mean``).
+    truncate : float, optional
+        Gaussian (and Gabor) kernel half-width in standard deviations; default 4.
+    mode : str, optional
+        Boundary mode, one of reflect, nearest, mirror, constant, wrap (constant is
+        zero); default "reflect" ("wrap" for ``simoncelli``).
+    dims : {"3D", "2D"}, optional
+        "2D": slice by slice along z of a (z, y, x) volume; default "3D" ("2D" for
+        ``gabor``, whose "3D" pools the three orthogonal planes).
+    convention : {"ibsi", "per_mm"}, optional
+        ``log`` only.  "per_mm": the second derivatives per mm^2
+        (:func:`medimg_fast.filters.gaussian_laplace` with ``spacing``, the filter
+        bank's original meaning).  "ibsi": IBSI-2's LoG, ``sigma_mm`` converted to voxels
+        and the derivatives per voxel (no ``1/spacing**2``), the default.  The two agree
+        for 1 mm voxels; "per_mm" adds ``_permm`` to the feature prefix.
+    kernel, energy, delta, rotation_invariant, pooling
+        ``laws``: as :func:`medimg_fast.filters.laws_filter` (defaults: no energy,
+        delta 7, no rotation invariance, max pooling).
+    lambda_mm, gamma, theta_deg, theta_step_deg, response
+        ``gabor``: as :func:`medimg_fast.filters.gabor_filter` (response default
+        "modulus", pooling default "mean").
+    family, set, level
+        ``wavelet``: as :func:`medimg_fast.filters.wavelet_filter`; ``level`` also
+        for ``simoncelli`` (default 1); wavelet pooling default "mean".
+
+    Examples
+    --------
+    >>> FilterSpec(name="log", sigma_mm=1.0).prefix
+    'log_sigma1.0mm'
+    >>> FilterSpec.from_any({"name": "laws", "kernel": "E5L5S5", "energy": True,
+    ...                      "rotation_invariant": True, "mode": "constant"}).prefix
+    'laws_E5L5S5_energy7_rotmax_constant'
     """
 
     name: str
     sigma_mm: float | None = None
     size: int | None = None
+    truncate: float | None = None
+    mode: str | None = None
+    dims: str | None = None
+    convention: str | None = None
+    kernel: str | None = None
+    energy: bool | None = None
+    delta: int | None = None
+    rotation_invariant: bool | None = None
+    pooling: str | None = None
+    lambda_mm: float | None = None
+    gamma: float | None = None
+    theta_deg: float | None = None
+    theta_step_deg: float | None = None
+    response: str | None = None
+    family: str | None = None
+    set: str | None = None
+    level: int | None = None
 
     def __post_init__(self):
         if self.name not in FILTER_NAMES:
             raise ValueError(
                 f"`filters[].name` must be one of {sorted(FILTER_NAMES)}, got {self.name!r}"
             )
-        if FILTER_NAMES[self.name] == "sigma_mm":
-            if self.size is not None:
-                raise ValueError(f"filter {self.name!r} takes `sigma_mm`, not `size`")
-            s = self.sigma_mm
-            if (not isinstance(s, numbers.Real) or isinstance(s, bool) or not math.isfinite(s)
-                    or s <= 0):
-                raise ValueError(
-                    f"filter {self.name!r} needs a positive `sigma_mm`, got {s!r}"
-                )
-            object.__setattr__(self, "sigma_mm", float(s))
-        else:
-            if self.sigma_mm is not None:
-                raise ValueError(f"filter {self.name!r} takes `size`, not `sigma_mm`")
-            n = self.size
-            if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"filter 'mean' needs a positive integer `size`, got {n!r}")
-            object.__setattr__(self, "size", int(n))
+        keys = _FILTER_KEYS[self.name]
+        for f in dataclasses.fields(self):
+            if f.name == "name":
+                continue
+            value = getattr(self, f.name)
+            if f.name not in keys:
+                if value is not None:
+                    raise ValueError(
+                        f"filter {self.name!r} does not take `{f.name}` (got {value!r}); "
+                        f"it takes {', '.join(f'`{k}`' for k in keys)}"
+                    )
+                continue
+            if value is None:
+                if keys[f.name] is _REQUIRED:
+                    kind = "positive " if f.name in ("sigma_mm", "lambda_mm", "gamma") else ""
+                    raise ValueError(f"filter {self.name!r} needs a {kind}`{f.name}`, got None")
+                continue
+            object.__setattr__(self, f.name, _check_filter_value(self.name, f.name, value))
+        self._check_combinations()
+
+    def _check_combinations(self):
+        p = self.params
+        if self.name == "laws":
+            from ..filters._laws import parse_laws_kernel
+
+            try:
+                parse_laws_kernel(p["kernel"], 3 if p["dims"] == "3D" else 2)
+            except ValueError as exc:
+                raise ValueError(f"filter 'laws': {exc}") from None
+        if self.name == "wavelet":
+            from ..filters._wavelet import _check_set, wavelet_taps
+
+            try:
+                _check_set(p["set"], 3 if p["dims"] == "3D" else 2)
+                wavelet_taps(p["family"])
+            except ValueError as exc:
+                raise ValueError(f"filter 'wavelet': {exc}") from None
+        if self.name == "gabor":
+            if p["rotation_invariant"] and p["theta_step_deg"] is None:
+                raise ValueError("filter 'gabor': `rotation_invariant` true needs "
+                                 "`theta_step_deg`, got None")
+            if not p["rotation_invariant"] and p["theta_step_deg"] is not None:
+                raise ValueError(f"filter 'gabor': `theta_step_deg` applies with "
+                                 f"`rotation_invariant` true only, got "
+                                 f"{p['theta_step_deg']!r}")
+
+    @property
+    def params(self) -> dict:
+        """Every key of this filter with its effective value (defaults filled in)."""
+        out = {}
+        for key, default in _FILTER_KEYS[self.name].items():
+            value = getattr(self, key)
+            out[key] = default if value is None else value
+        if self.name == "log" and out["convention"] is None:
+            out["convention"] = "ibsi"
+        return out
 
     @property
     def prefix(self) -> str:
-        """The feature-name prefix, e.g. ``log_sigma1.0mm``."""
+        """The feature-name prefix, unique per response: e.g. ``log_sigma1.0mm``,
+        ``laws_E5L5S5_energy7_rotmax_constant``; keys at their defaults add nothing."""
+        p = self.params
+        keys = _FILTER_KEYS[self.name]
         if self.name == "mean":
-            return f"mean_size{self.size}"
-        return f"{self.name}_sigma{self.sigma_mm!r}mm"
+            parts = [f"mean_size{p['size']}"]
+        elif self.name in ("gaussian", "log", "gradient_magnitude"):
+            parts = [f"{self.name}_sigma{p['sigma_mm']!r}mm"]
+            if self.name == "log" and p["convention"] == "per_mm":
+                parts.append("permm")
+        elif self.name == "laws":
+            parts = [f"laws_{p['kernel']}"]
+            if p["energy"]:
+                parts.append(f"energy{p['delta']}")
+        elif self.name == "gabor":
+            parts = [(f"gabor_sigma{p['sigma_mm']!r}mm_lambda{p['lambda_mm']!r}mm"
+                      f"_gamma{p['gamma']!r}_theta{p['theta_deg']!r}")]
+            if p["rotation_invariant"]:
+                parts.append(f"step{p['theta_step_deg']!r}")
+            if p["response"] != "modulus":
+                parts.append(p["response"])
+        elif self.name == "wavelet":
+            parts = [f"wavelet_{p['family']}_{p['set']}_level{p['level']}"]
+        else:
+            parts = [f"simoncelli_level{p['level']}"]
+        if p.get("rotation_invariant"):
+            parts.append(f"rot{p['pooling']}")
+        if "truncate" in keys and p["truncate"] != keys["truncate"]:
+            parts.append(f"truncate{p['truncate']!r}")
+        if p["mode"] != keys["mode"]:
+            parts.append(p["mode"])
+        if p["dims"] != keys["dims"]:
+            parts.append(p["dims"])
+        return "_".join(parts)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -103,9 +308,11 @@ class FilterSpec:
             raise TypeError(
                 f"each entry of `filters` must be a FilterSpec or a dict, got {spec!r}"
             )
-        unknown = set(spec) - {"name", "sigma_mm", "size"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(spec) - known
         if unknown:
-            raise ValueError(f"unknown key(s) in a `filters` entry: {sorted(unknown)}")
+            raise ValueError(f"unknown key(s) in a `filters` entry: {sorted(unknown)}; "
+                             f"known keys: {sorted(known)}")
         if "name" not in spec:
             raise ValueError(f"a `filters` entry needs a 'name', got {dict(spec)!r}")
         return cls(**spec)

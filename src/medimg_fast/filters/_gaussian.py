@@ -133,7 +133,11 @@ def gaussian_laplace(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0, ax
     -----
     ``sum_a G_sigma * d^2/dx_a^2``, each term a full separable Gaussian filter with order 2
     along ``a``, summed in axis order as ``scipy.ndimage.gaussian_laplace``.
-    With ``spacing``, sigma is in mm and the derivatives are per mm.
+    With ``spacing``, sigma is in mm and the derivatives are per mm (the result is per
+    mm^2).  The IBSI-2 LoG (reference map 2_a) is instead this filter with sigma
+    converted to voxels and *no* ``spacing``: ``gaussian_laplace(image,
+    sigma_mm / voxel_mm)``, i.e. per voxel^2; the filter bank's
+    ``{"name": "log", ..., "convention": "ibsi"}`` computes that one.
 
     Examples
     --------

@@ -1,4 +1,5 @@
-"""Lazy readers for NIfTI, DICOM, Zarr/OME-Zarr, TIFF and ``.npy``, and an atomic Zarr writer.
+"""Lazy readers for NIfTI, DICOM, Zarr/OME-Zarr, TIFF and ``.npy``, an atomic Zarr writer, and
+masks from any of these or from RTSTRUCT and DICOM-SEG, with a check that a mask fits its image.
 
 Every reader returns a :class:`Volume` whose ``data`` is a Dask array in ``(z, y, x)`` order,
 reoriented to the closest canonical orientation in LPS patient coordinates (see
@@ -12,9 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ._geometry import check_same_grid
+from ._mask import open_mask
+from ._rtstruct import list_rois, read_rtstruct_mask
+from ._seg import list_segments, read_seg_mask
 from ._volume import (
     CorruptVolumeError,
     DicomSeriesError,
+    GeometryMismatchError,
+    MaskReadError,
+    NotAnImageError,
+    ReferenceMismatchError,
+    RoiNotFoundError,
     UnsupportedFormatError,
     Volume,
     VolumeNotFoundError,
@@ -24,12 +34,23 @@ from ._volume import (
 __all__ = [
     "CorruptVolumeError",
     "DicomSeriesError",
+    "GeometryMismatchError",
+    "MaskReadError",
+    "NotAnImageError",
+    "ReferenceMismatchError",
+    "RoiNotFoundError",
     "UnsupportedFormatError",
     "Volume",
     "VolumeNotFoundError",
     "VolumeReadError",
+    "check_same_grid",
     "detect_format",
+    "list_rois",
+    "list_segments",
+    "open_mask",
     "open_volume",
+    "read_rtstruct_mask",
+    "read_seg_mask",
     "save_volume",
 ]
 
@@ -111,7 +132,11 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None,
         (a FileNotFoundError) if `path` does not exist.
     UnsupportedFormatError, DicomSeriesError, CorruptVolumeError
         (all ValueError) for an unknown format, an inconsistent DICOM series or unreadable
-        data.  Pixel data is decoded lazily, so a truncated file may raise
+        data.
+    NotAnImageError
+        (a DicomSeriesError) for an RTSTRUCT or DICOM-SEG (or a folder holding only such
+        objects): read those with :func:`open_mask`, :func:`read_rtstruct_mask` or
+        :func:`read_seg_mask`.  Pixel data is decoded lazily, so a truncated file may raise
         :class:`CorruptVolumeError` only when ``data`` is computed.
 
     Examples

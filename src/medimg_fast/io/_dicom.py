@@ -14,13 +14,34 @@ from pathlib import Path
 
 import numpy as np
 
-from ._volume import CorruptVolumeError, DicomSeriesError, Volume, reorient_canonical
+from ._volume import (
+    CorruptVolumeError,
+    DicomSeriesError,
+    NotAnImageError,
+    Volume,
+    reorient_canonical,
+)
 
 # Positions are written with ~6 significant digits; 1 % of the spacing (and at least 1 um)
 # separates rounding from a real gap or an unequal step.
 _SPACING_RTOL = 1e-2
 _SPACING_ATOL = 1e-3
 _ORIENTATION_ATOL = 1e-4
+# Mask objects: read onto an image with read_rtstruct_mask / read_seg_mask, never as images
+# (a SEG has PixelData and Rows, so without this it would pass for a multi-frame image).
+MASK_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+    "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
+    "1.2.840.10008.5.1.4.1.1.66.7": "SEG",  # Label Map Segmentation Storage
+}
+_MASK_HOWTO = {
+    "RTSTRUCT": "a structure set of planar contours, not an image; read it as a mask on its "
+                "image with medimg_fast.io.read_rtstruct_mask(path, image, roi=...) or "
+                "open_mask(path, image, roi=...); list its ROIs with list_rois(path)",
+    "SEG": "a DICOM segmentation, not an image; read it as a mask on its image with "
+           "medimg_fast.io.read_seg_mask(path, image, segment=...) or "
+           "open_mask(path, image, roi=...); list its segments with list_segments(path)",
+}
 
 
 def is_dicom_file(path) -> bool:
@@ -31,6 +52,151 @@ def is_dicom_file(path) -> bool:
             return fh.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def mask_kind(ds):
+    """``"RTSTRUCT"``, ``"SEG"`` or None for a pydicom dataset, by SOP class, else Modality."""
+    kind = MASK_SOP_CLASSES.get(str(ds.get("SOPClassUID", "")))
+    if kind is None and str(ds.get("Modality", "")) in ("RTSTRUCT", "SEG"):
+        kind = str(ds.Modality)
+    return kind
+
+
+def dicom_object_kind(path):
+    """``"RTSTRUCT"``, ``"SEG"``, ``"image"`` or None (not DICOM, or no pixel data)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, defer_size="1 KB")
+    except Exception:  # noqa: BLE001  not DICOM or a damaged header: not a mask object
+        return None
+    kind = mask_kind(ds)
+    if kind is not None:
+        return kind
+    return "image" if "PixelData" in ds and "Rows" in ds else None
+
+
+# Explicit VRs whose length field is 4 bytes (after 2 reserved bytes); all others have 2.
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_ITEM, _ITEM_END, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
+_UNDEFINED = 0xFFFFFFFF
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _walk_elements(buf, pos, explicit, endian, nested):
+    """Skip data elements from `pos`; a nested item ends at its delimiter, the top level at EOF."""
+    import struct
+
+    n = len(buf)
+    while pos < n or nested:
+        if pos + 8 > n:
+            raise _Truncated(pos)
+        tag = struct.unpack_from(endian + "HH", buf, pos)
+        if tag == _ITEM_END:
+            return pos + 8
+        vr = bytes(buf[pos + 4:pos + 6]) if explicit else None
+        if explicit and vr in _LONG_VRS:
+            if pos + 12 > n:
+                raise _Truncated(pos)
+            (length,) = struct.unpack_from(endian + "L", buf, pos + 8)
+            pos += 12
+        elif explicit:
+            (length,) = struct.unpack_from(endian + "H", buf, pos + 6)
+            pos += 8
+        else:
+            (length,) = struct.unpack_from(endian + "L", buf, pos + 4)
+            pos += 8
+        if length == _UNDEFINED:
+            # A sequence, or encapsulated pixel data; UN content is implicit VR little endian.
+            inner_explicit = explicit and vr != b"UN"
+            pos = _walk_items(buf, pos, inner_explicit, endian if inner_explicit else "<")
+        elif pos + length > n:
+            raise _Truncated(pos)
+        else:
+            pos += length
+    return pos
+
+
+def _walk_items(buf, pos, explicit, endian):
+    import struct
+
+    while True:
+        if pos + 8 > len(buf):
+            raise _Truncated(pos)
+        group, element, length = struct.unpack_from(endian + "HHL", buf, pos)
+        pos += 8
+        if (group, element) == _SEQUENCE_END:
+            return pos
+        if (group, element) != _ITEM:
+            raise _Truncated(pos)
+        if length == _UNDEFINED:
+            pos = _walk_elements(buf, pos, explicit, endian, nested=True)
+        elif pos + length > len(buf):
+            raise _Truncated(pos)
+        else:
+            pos += length
+
+
+def check_complete(path, what="DICOM"):
+    """Raise :class:`CorruptVolumeError` if the file's element framing ends before its data.
+
+    pydicom reads a file cut short without complaint: sequences simply end early, so a
+    truncated structure set would lose contours silently.  This walks the element headers
+    (lengths, items, delimiters) without decoding values and checks that every element and
+    every undefined-length sequence is complete.  Deflated transfer syntaxes are not
+    checked.
+    """
+    import mmap
+
+    with open(path, "rb") as fh:
+        try:
+            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            raise CorruptVolumeError(f"{path}: empty file, not a {what}") from None
+    try:
+        import struct
+
+        pos = 132 if buf[128:132] == b"DICM" else 0
+        syntax = "1.2.840.10008.1.2"  # implicit VR little endian, when there is no file meta
+        # The file meta group (0002) is explicit VR little endian whatever the transfer syntax.
+        while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
+            element = struct.unpack_from("<H", buf, pos + 2)[0]
+            vr = bytes(buf[pos + 4:pos + 6])
+            if vr in _LONG_VRS:
+                (length,), start = struct.unpack_from("<L", buf, pos + 8), pos + 12
+            else:
+                (length,), start = struct.unpack_from("<H", buf, pos + 6), pos + 8
+            if element == 0x0010:
+                syntax = bytes(buf[start:start + length]).decode("ascii", "replace")
+                syntax = syntax.strip("\x00 ")
+            pos = start + length
+        if syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"):  # deflated
+            return
+        explicit = syntax != "1.2.840.10008.1.2"
+        endian = ">" if syntax == "1.2.840.10008.1.2.2" else "<"
+        _walk_elements(buf, pos, explicit, endian, nested=False)
+    except _Truncated as exc:
+        raise CorruptVolumeError(
+            f"{path}: truncated or corrupt {what}: the data stops at byte {exc.args[0]} of "
+            f"{len(buf)} inside an element or sequence (the file was cut short)"
+        ) from None
+    finally:
+        buf.close()
+
+
+def _mask_summary(ds, kind):
+    """The ROI names or segment labels of a mask object, for error messages."""
+    try:
+        if kind == "RTSTRUCT":
+            names = [str(r.get("ROIName", "")) for r in ds.get("StructureSetROISequence", [])]
+            return f"ROIs: {', '.join(repr(n) for n in names) or 'none'}"
+        labels = [str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])]
+        return f"segments: {', '.join(repr(n) for n in labels) or 'none'}"
+    except Exception:  # noqa: BLE001  a damaged header: the message just says less
+        return "contents unreadable"
 
 
 def _stored_dtype(ds) -> np.dtype:
@@ -80,6 +246,10 @@ def _header(path):
         return None, "not a DICOM file"
     except Exception as exc:  # noqa: BLE001  pydicom raises many kinds on corrupt headers
         return None, f"unreadable DICOM header ({type(exc).__name__}: {exc})"
+    kind = mask_kind(ds)
+    if kind is not None:
+        return None, (f"DICOM {kind} mask object ({_mask_summary(ds, kind)}): "
+                      f"{_MASK_HOWTO[kind]}")
     if "PixelData" not in ds or "Rows" not in ds:
         return None, f"non-image DICOM object (SOP class {ds.get('SOPClassUID', 'unknown')})"
     return ds, None
@@ -116,6 +286,12 @@ def read_dicom(path, *, series_uid=None) -> Volume:
         else:
             headers.append(ds)
     if not headers:
+        masks = [(f, r) for f, r in ignored.items() if r.startswith("DICOM ") and " mask " in r]
+        if masks and len(masks) == len(ignored):
+            f, reason = masks[0]
+            where = f"{path}" if not path.is_dir() else f"{path}: no images, only {Path(f).name}"
+            more = f" (and {len(masks) - 1} more mask object(s))" if len(masks) > 1 else ""
+            raise NotAnImageError(f"{where}: {reason}{more}")
         detail = "; ".join(f"{Path(k).name}: {v}" for k, v in list(ignored.items())[:3])
         raise DicomSeriesError(
             f"{path}: no DICOM image objects found (subfolders are not searched)"
@@ -268,6 +444,9 @@ def read_dicom(path, *, series_uid=None) -> Volume:
     metadata.update({
         "files": [str(ds.filename) for ds in slices],
         "series_instance_uid": str(first.get("SeriesInstanceUID", "")),
+        "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "")),
+        "study_instance_uid": str(first.get("StudyInstanceUID", "")),
+        "sop_instance_uids": [str(ds.get("SOPInstanceUID", "")) for ds in slices],
         "rescale": rescales[0] if len(set(rescales)) == 1 else rescales,
         "stored_dtype": str(stored),
         "slice_thickness": float(first.SliceThickness) if "SliceThickness" in first else None,

@@ -30,6 +30,11 @@ import numpy as np
 __all__ = [
     "CorruptVolumeError",
     "DicomSeriesError",
+    "GeometryMismatchError",
+    "MaskReadError",
+    "NotAnImageError",
+    "ReferenceMismatchError",
+    "RoiNotFoundError",
     "UnsupportedFormatError",
     "Volume",
     "VolumeNotFoundError",
@@ -56,6 +61,28 @@ class CorruptVolumeError(VolumeReadError):
 class DicomSeriesError(VolumeReadError):
     """A DICOM folder that is not one consistent series (mixed series, missing or duplicated
     slices, unequal spacing, inconsistent geometry, no image objects)."""
+
+
+class NotAnImageError(DicomSeriesError):
+    """A DICOM mask object (RTSTRUCT, SEG) given where an image was expected; the message says
+    how to read it as a mask."""
+
+
+class MaskReadError(VolumeReadError):
+    """An RTSTRUCT or DICOM-SEG that cannot be turned into a mask on the given image grid."""
+
+
+class RoiNotFoundError(MaskReadError):
+    """An ROI or segment name, pattern or number that selects nothing (or several) in a mask
+    file; the message lists what the file holds."""
+
+
+class ReferenceMismatchError(MaskReadError):
+    """A mask object that references another series or frame of reference than the image."""
+
+
+class GeometryMismatchError(ValueError):
+    """Two volumes that should share a voxel grid (an image and its mask) do not."""
 
 
 @dataclasses.dataclass(eq=False)
