@@ -55,9 +55,9 @@ CONFIGS = {
         dict(_BASE, new_spacing=2.0, spline_order=1, anti_aliasing=False,
              roi_spline_order=1, roi_interpolation_mask_inclusion_threshold=0.5)),
     "ibsi_d": (
-        "IBSI-1 configuration D: 3D, 2x2x2 mm trilinear (rounded), mask trilinear 0.5, "
-        "re-segmentation of outliers at 3 sigma (no range), fixed bin number 32, IVH without "
-        "discretisation, exact Moran's I / Geary's C (no_approximation).",
+        ("IBSI-1 configuration D: 3D, 2x2x2 mm trilinear (rounded), mask trilinear 0.5, "
+         "re-segmentation of outliers at 3 sigma (no range), fixed bin number 32, IVH without "
+         "discretisation, exact Moran's I / Geary's C (no_approximation)."),
         dict(_BASE, new_spacing=2.0, spline_order=1, anti_aliasing=False,
              roi_spline_order=1, roi_interpolation_mask_inclusion_threshold=0.5,
              resegmentation_intensity_range=None, resegmentation_sigma=3.0,
@@ -65,8 +65,8 @@ CONFIGS = {
              base_discretisation_bin_width=None, ivh_discretisation_method="none",
              ivh_discretisation_bin_width=None, no_approximation=True)),
     "ibsi_e": (
-        "IBSI-1 configuration E: as D with tricubic spline interpolation, re-segmentation by "
-        "range -1000..400 HU and outliers at 3 sigma, IVH fixed bin number 1000.",
+        ("IBSI-1 configuration E: as D with tricubic spline interpolation, re-segmentation by "
+         "range -1000..400 HU and outliers at 3 sigma, IVH fixed bin number 1000."),
         dict(_BASE, new_spacing=2.0, spline_order=3, anti_aliasing=False,
              roi_spline_order=1, roi_interpolation_mask_inclusion_threshold=0.5,
              resegmentation_sigma=3.0, base_discretisation_method="fixed_bin_number",

@@ -134,11 +134,13 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
     intensity-volume histograms, co-occurrence, grey tone difference and dependence
     counts with a halo of the neighbourhood distance so each voxel is counted once, and
     marching-cubes pieces on cells owned by each block (see :mod:`._morphology`).
-    Chunked and unchunked results agree to float64 rounding.  Runs and zones cross chunk
-    faces: for a Dask image their matrices are counted on the ROI's bounding box, read
-    into memory (the same kernel as for a NumPy image).  The discretisation needs the
-    ROI minimum/maximum first, so a Dask image is read several times (once per pass)
-    instead of being held in memory.
+    Runs and zones cross chunk faces: a block keeps the runs and zones it closes as
+    counts and those touching its faces as fragments, which merging joins across faces
+    (union-find of zones, including across edges and corners), and the distance zones'
+    edge distances are exact separable L1 sweeps over the Dask volume.  Chunked and
+    unchunked results agree to float64 rounding (integer counts exactly).  The
+    discretisation needs the ROI minimum/maximum first, so a Dask image is read several
+    times (once per pass) instead of being held in memory.
 
     Examples
     --------
@@ -288,13 +290,33 @@ def _additive_counts(kernels, levels, core, settings, ng, glcm_volume=None) -> d
     return counts
 
 
-def _joined_counts(levels, settings, ng, distance_levels=None) -> dict:
-    """Run-length and zone matrices of a whole level volume (runs and zones are joined
-    across the volume, so this takes the ROI's bounding box as one block).
+def _joined_counts(levels, settings, ng, distance_levels=None, *, block=None) -> dict:
+    """Run-length and zone matrices of a whole level volume, or the partials of a block.
 
-    ``distance_levels``: levels on the morphological mask's box, whose mask the distance
-    zones measure edge distances in, when it differs from the intensity mask."""
+    Whole volume (``block`` None): the ROI's bounding box as one block.
+    ``distance_levels``: levels on the morphological mask's box, whose mask the
+    distance zones measure edge distances in, when it differs from the intensity mask.
+
+    Block (``block=(info, shape, distances)``: its :class:`BlockInfo`, the global volume
+    shape, the global ``(planar, volume)`` edge distances on the block): ``{"rlm":
+    RunPartial, "zones": ZonePartial}`` for the families asked, merged across chunk
+    faces by their ``merge`` and turned into counts by their ``finish``."""
     fams, dims = settings.families, settings.texture_dims
+    if block is not None:
+        info, shape, distances = block
+        parts = {}
+        if "rlm" in fams:
+            from ._glrlm import glrlm_block
+
+            parts["rlm"] = glrlm_block(levels, ng, dims, core=info.core, offset=info.offset,
+                                       shape=shape)
+        zone_fams = [f for f in ("szm", "dzm") if f in fams]
+        if zone_fams:
+            from ._glszm import zone_block
+
+            parts["zones"] = zone_block(levels, ng, dims, core=info.core, offset=info.offset,
+                                        shape=shape, families=zone_fams, distances=distances)
+        return parts
     counts = {}
     if "rlm" in fams:
         from ._glrlm import count_glrlm
@@ -359,23 +381,56 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
                 grid, distance_grid, disc, kernels)
             counts.update(_joined_counts(levels, settings, ng, dist))
     else:
-        def _block(image, mask, info):
-            levels = disc.apply(kernels, image, mask)
-            hist = np.bincount(levels[info.core].ravel(), minlength=ng + 1)[1:]
-            if not additive:
-                return _TextureParts(hist, {})
-            counts = _additive_counts(kernels, levels, info.core, settings, ng)
-            return _TextureParts(hist, {f: _shift_slices(c, info.offset[0])
-                                        for f, c in counts.items()})
-
-        parts = grid.reduce_blocks(_block, _TextureParts.merge, halo=halo if additive else 0)
-        counts = dict(parts.counts)
+        source, unpack = grid, None
         if joined:
-            image, mask = grid.roi_box_arrays()
-            levels = np.ascontiguousarray(disc.apply(kernels, image, mask))
-            dist = None if distance_grid is None else _distance_levels(
-                grid, distance_grid, disc, kernels)
-            counts.update(_joined_counts(levels, settings, ng, dist))
+            # runs and zones cross chunk faces: per-block partials joined across faces
+            # (one-voxel halo); the global edge distances of the distance zones travel
+            # with the levels, packed into one array
+            import dask.array as da
+
+            from ._glszm import LevelDistanceCode, edge_distance_maps
+
+            levels = da.map_blocks(lambda i, m: disc.apply(kernels, i, m), grid.image,
+                                   grid.mask, dtype=np.int32)
+            code = LevelDistanceCode.for_shape(ng, grid.shape)
+            planar = volume = None
+            if "dzm" in fams:
+                dmask = grid.mask if distance_grid is None else distance_grid.mask
+                planar, volume = edge_distance_maps(dmask.rechunk(grid.image.chunks))
+            source = BlockGrid(code.pack(levels, planar, volume), grid.mask)
+            unpack = code.unpack
+
+        def _block(image, mask, info):
+            if unpack is None:
+                levels, distances = disc.apply(kernels, image, mask), None
+            else:
+                levels, *distances = unpack(image)
+            hist = np.bincount(levels[info.core].ravel(), minlength=ng + 1)[1:]
+            part = _TextureParts(hist, {})
+            if additive:
+                counts = _additive_counts(kernels, levels, info.core, settings, ng)
+                part = _TextureParts(hist, {f: _shift_slices(c, info.offset[0])
+                                            for f, c in counts.items()})
+            if not joined:
+                return part
+            return part, _joined_counts(levels, settings, ng,
+                                        block=(info, grid.shape, distances))
+
+        def _merge(a, b):
+            return (_TextureParts.merge(a[0], b[0]),
+                    {k: type(p).merge(p, b[1][k]) for k, p in a[1].items()})
+
+        if not joined:
+            parts = source.reduce_blocks(_block, _TextureParts.merge,
+                                         halo=halo if additive else 0)
+            counts = dict(parts.counts)
+        else:
+            parts, joined_parts = source.reduce_blocks(_block, _merge, halo=max(halo, 1))
+            counts = dict(parts.counts)
+            if "rlm" in joined_parts:
+                counts["rlm"] = joined_parts["rlm"].finish()
+            if "zones" in joined_parts:
+                counts.update(joined_parts["zones"].finish())
     return _texture_features(parts.hist, counts, settings)
 
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._joins import block_core, linear_steps, trim_counts
 from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, directions_3d
 
-__all__ = ["GLRLM_FEATURES", "count_glrlm", "glrlm_aggregate", "glrlm_features"]
+__all__ = ["GLRLM_FEATURES", "RunPartial", "count_glrlm", "glrlm_aggregate", "glrlm_block",
+           "glrlm_features"]
 
 GLRLM_FEATURES = (
     "sre", "lre", "lgre", "hgre", "srlge", "srhge", "lrlge", "lrhge", "glnu",
@@ -73,6 +76,25 @@ def _numba_kernels():
         return out, longest
 
     return run_length_counts
+
+
+def _is_dask(x) -> bool:
+    return type(x).__module__.split(".")[0] == "dask"
+
+
+def _check_args(levels, ng, dims):
+    """The checks of :func:`_check_levels` that need no voxel values."""
+    if levels.ndim != 3:
+        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
+    if np.dtype(levels.dtype).kind not in "iu":
+        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
+    ng = int(ng)
+    if ng < 1:
+        raise ValueError(f"`ng` must be at least 1, got {ng!r}")
+    unknown = set(dims) - set(TEXTURE_DIMS)
+    if unknown:
+        raise ValueError(f"`dims` must be a subset of {TEXTURE_DIMS}, got {sorted(dims)!r}")
+    return ng
 
 
 def _check_levels(levels, ng, dims):
@@ -126,8 +148,10 @@ def count_glrlm(levels, ng, dims) -> TextureCounts:
     Notes
     -----
     Each run is counted once, at its first voxel ``v`` along ``d`` (``level(v - d)``
-    differs or lies outside the image).  Runs crossing a chunk face are not joined
-    here: the counts are those of the whole array given.
+    differs or lies outside the image).  A Dask ``levels`` is counted chunk by chunk
+    (:func:`glrlm_block` partials with a one-voxel halo, joined across chunk faces by
+    :meth:`RunPartial.merge`): the same counts as for the whole array, never holding
+    more than a chunk and the runs that cross faces in memory.
 
     Examples
     --------
@@ -137,6 +161,8 @@ def count_glrlm(levels, ng, dims) -> TextureCounts:
     array([[0, 1],
            [1, 0]])
     """
+    if _is_dask(levels):
+        return _count_glrlm_chunked(levels, ng, dims)
     levels, ng = _check_levels(levels, ng, dims)
     want_2d = "2D" in dims or "2.5D" in dims
     want_3d = "3D" in dims
@@ -166,6 +192,311 @@ def count_glrlm(levels, ng, dims) -> TextureCounts:
             plane[:, :, :s.shape[2]] += s
         volume[in_plane] = plane
     return TextureCounts(volume, slices if want_2d else {})
+
+
+# -- chunk-mergeable partials -----------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _fragment_kernel():
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def block_runs(padded, bounds, dirs, ng, max_len, origin, gshape, cap):
+        """Runs of the core ``bounds`` of ``padded`` along each of ``dirs``.
+
+        A run that reaches a core face and whose next voxel beyond it (read in the
+        halo) has its level is *open* there: it continues in a neighbouring block.
+        Closed runs are counted ``(n_directions, ng, max_len)``; open ones are returned
+        as fragments (direction, level, length, global linear index of the first and
+        last voxel, open-end bits: 1 at the start, 2 at the end).
+        """
+        z0, z1 = bounds[0, 0], bounds[0, 1]
+        y0, y1 = bounds[1, 0], bounds[1, 1]
+        x0, x1 = bounds[2, 0], bounds[2, 1]
+        gy, gx = gshape[1], gshape[2]
+        nd = dirs.shape[0]
+        out = np.zeros((nd, ng, max_len), np.int64)
+        f_dir = np.empty(cap, np.int64)
+        f_level = np.empty(cap, np.int64)
+        f_len = np.empty(cap, np.int64)
+        f_start = np.empty(cap, np.int64)
+        f_end = np.empty(cap, np.int64)
+        f_open = np.empty(cap, np.int8)
+        nf = 0
+        for z in range(z0, z1):
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    a = padded[z, y, x]
+                    if a == 0:
+                        continue
+                    for k in range(nd):
+                        dz, dy, dx = dirs[k, 0], dirs[k, 1], dirs[k, 2]
+                        pz, py, px = z - dz, y - dy, x - dx
+                        prev_in = z0 <= pz < z1 and y0 <= py < y1 and x0 <= px < x1
+                        same_prev = padded[pz, py, px] == a
+                        if prev_in and same_prev:
+                            continue  # not the first voxel of its run in this core
+                        n = 1
+                        cz, cy, cx = z, y, x
+                        open_end = False
+                        while True:
+                            wz, wy, wx = cz + dz, cy + dy, cx + dx
+                            if not (z0 <= wz < z1 and y0 <= wy < y1 and x0 <= wx < x1):
+                                open_end = padded[wz, wy, wx] == a
+                                break
+                            if padded[wz, wy, wx] != a:
+                                break
+                            n += 1
+                            cz, cy, cx = wz, wy, wx
+                        open_start = (not prev_in) and same_prev
+                        if open_start or open_end:
+                            f_dir[nf] = k
+                            f_level[nf] = a
+                            f_len[nf] = n
+                            f_start[nf] = (((z - z0 + origin[0]) * gy + y - y0 + origin[1]) * gx
+                                           + x - x0 + origin[2])
+                            f_end[nf] = (((cz - z0 + origin[0]) * gy + cy - y0 + origin[1]) * gx
+                                         + cx - x0 + origin[2])
+                            f_open[nf] = (1 if open_start else 0) + (2 if open_end else 0)
+                            nf += 1
+                        else:
+                            out[k, a - 1, n - 1] += 1
+        return (out, f_dir[:nf].copy(), f_level[:nf].copy(), f_len[:nf].copy(),
+                f_start[:nf].copy(), f_end[:nf].copy(), f_open[:nf].copy())
+
+    return block_runs
+
+
+_FRAGMENT_FIELDS = ("direction", "level", "length", "start", "end", "open")
+_N_DIRECTIONS = 13
+_N_PLANE = 4  # directions_3d(1)[:4] are the in-plane directions, in directions_2d order
+
+
+def _no_fragments() -> dict[str, np.ndarray]:
+    return {k: np.zeros(0, np.int8 if k == "open" else np.int64) for k in _FRAGMENT_FIELDS}
+
+
+def _join_fragments(frags, steps):
+    """Fragments joined end to start (``end + step == start``, same direction) into
+    chains: ``(still open, closed)`` fragment sets of the joined runs."""
+    n = frags["start"].size
+    if n == 0:
+        return frags, _no_fragments()
+    direction, openness = frags["direction"], frags["open"]
+    heads_open = np.flatnonzero(openness & 1)
+    tails_open = np.flatnonzero(openness & 2)
+    succ = np.full(n, -1, np.int64)
+    if heads_open.size and tails_open.size:
+        keys = frags["start"][heads_open] * _N_DIRECTIONS + direction[heads_open]
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        target = ((frags["end"][tails_open] + steps[direction[tails_open]]) * _N_DIRECTIONS
+                  + direction[tails_open])
+        pos = np.minimum(np.searchsorted(keys, target), keys.size - 1)
+        hit = keys[pos] == target
+        succ[tails_open[hit]] = heads_open[order[pos[hit]]]
+    has_pred = np.zeros(n, bool)
+    has_pred[succ[succ >= 0]] = True
+    heads = np.flatnonzero(~has_pred)
+    tail = heads.copy()
+    total = frags["length"][heads].copy()
+    nxt = succ[tail]
+    while True:  # one step along every chain at a time: as many passes as blocks on a line
+        step = np.flatnonzero(nxt >= 0)
+        if step.size == 0:
+            break
+        tail[step] = nxt[step]
+        total[step] += frags["length"][nxt[step]]
+        nxt = succ[tail]
+    joined = {
+        "direction": direction[heads], "level": frags["level"][heads], "length": total,
+        "start": frags["start"][heads], "end": frags["end"][tail],
+        "open": ((openness[heads] & 1) | (openness[tail] & 2)).astype(np.int8),
+    }
+    closed = joined["open"] == 0
+    return ({k: v[~closed] for k, v in joined.items()},
+            {k: v[closed] for k, v in joined.items()})
+
+
+def _run_matrices(frags, ng, want_2d, want_3d, plane_size) -> TextureCounts:
+    """Counts of whole runs given as fragments (volume and per-slice units)."""
+    counts = TextureCounts()
+    if frags["start"].size == 0:
+        return counts
+    width = int(frags["length"].max())
+    level0 = frags["level"] - 1
+    length0 = frags["length"] - 1
+    direction = frags["direction"]
+    if want_3d:
+        idx = (direction * ng + level0) * width + length0
+        counts.volume = np.bincount(idx, minlength=_N_DIRECTIONS * ng * width).reshape(
+            _N_DIRECTIONS, ng, width)
+    if want_2d:
+        sel = direction < _N_PLANE
+        if sel.any():
+            z_values, z_index = np.unique(frags["start"][sel] // plane_size,
+                                          return_inverse=True)
+            idx = ((z_index.ravel() * _N_PLANE + direction[sel]) * ng + level0[sel]) * width
+            idx += length0[sel]
+            m = np.bincount(idx, minlength=z_values.size * _N_PLANE * ng * width).reshape(
+                z_values.size, _N_PLANE, ng, width)
+            counts.slices = {int(z): m[i] for i, z in enumerate(z_values)}
+    return counts
+
+
+@dataclass
+class RunPartial:
+    """Run-length counts of a block, mergeable with its neighbours' across faces.
+
+    Attributes
+    ----------
+    counts : TextureCounts
+        Runs known whole: ``volume`` ``(13, ng, w)`` per direction of
+        :func:`directions_3d` (when 3-D is asked), ``slices`` z -> ``(4, ng, w)`` (when
+        2-D or 2.5D is asked); widths are not yet trimmed.
+    fragments : dict of str to ndarray
+        Runs that may continue in a block not merged yet: ``direction`` (index into
+        :func:`directions_3d`), ``level``, ``length``, ``start``/``end`` (global C-order
+        linear indices of the first and last voxel) and ``open`` (bit 1: the voxel
+        before ``start`` has the run's level; bit 2: the voxel after ``end`` has).
+    ng, dims, shape
+        Number of levels, the texture dims asked, the global volume shape.
+    """
+
+    counts: TextureCounts
+    fragments: dict = field(default_factory=_no_fragments)
+    ng: int = 1
+    dims: frozenset = frozenset(TEXTURE_DIMS)
+    shape: tuple = (1, 1, 1)
+
+    @property
+    def _want(self):
+        return "2D" in self.dims or "2.5D" in self.dims, "3D" in self.dims
+
+    @staticmethod
+    def merge(a: RunPartial | None, b: RunPartial | None) -> RunPartial | None:
+        """Both blocks' counts, fragments meeting across a face joined into longer
+        ones; runs closed at both ends move into the counts.  Exact and associative:
+        a run is counted once, when its last fragment arrives, whatever the order."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        frags = {k: np.concatenate([a.fragments[k], b.fragments[k]]) for k in _FRAGMENT_FIELDS}
+        steps = linear_steps(directions_3d(1), a.shape)
+        still_open, closed = _join_fragments(frags, steps)
+        want_2d, want_3d = a._want
+        counts = TextureCounts.merge(a.counts, b.counts)
+        counts = TextureCounts.merge(counts, _run_matrices(
+            closed, a.ng, want_2d, want_3d, a.shape[1] * a.shape[2]))
+        return RunPartial(counts, still_open, a.ng, a.dims, a.shape)
+
+    def finish(self) -> TextureCounts:
+        """The counts of :func:`count_glrlm` for the merged region.
+
+        Fragments still open (a run leaving the blocks merged) are counted as they are.
+        """
+        want_2d, want_3d = self._want
+        rest = dict(self.fragments)
+        rest["open"] = np.zeros_like(rest["open"])
+        counts = TextureCounts.merge(self.counts, _run_matrices(
+            rest, self.ng, want_2d, want_3d, self.shape[1] * self.shape[2]))
+        if want_3d and counts.volume is None:
+            counts.volume = np.zeros((_N_DIRECTIONS, self.ng, 1), np.int64)
+        return trim_counts(counts, want_volume=want_3d, want_slices=want_2d,
+                           volume_min_width=1, keep_empty_volume=True)
+
+
+def glrlm_block(levels, ng, dims, *, core, offset, shape) -> RunPartial:
+    """The :class:`RunPartial` of one block.
+
+    Parameters
+    ----------
+    levels : (z, y, x) int array
+        The block's grey levels (0 outside the ROI) with its halo: one voxel of the
+        neighbouring blocks on every side that has a neighbour (zeros beyond the
+        volume), or none (the block is then taken as the whole volume there).
+    ng : int
+    dims : collection of str
+    core : tuple of slice
+        The voxels the block owns (``BlockInfo.core``).
+    offset : sequence of int
+        Global index of ``levels[0, 0, 0]`` (``BlockInfo.offset``).
+    shape : sequence of int
+        The global volume shape.
+
+    Returns
+    -------
+    RunPartial
+        Runs of the core; a run that leaves the core towards a halo voxel of its level
+        is kept as a fragment for :meth:`RunPartial.merge`.
+
+    Examples
+    --------
+    >>> lev = np.array([[[1, 1, 1, 2]]], dtype=np.int32)
+    >>> left = glrlm_block(lev[:, :, :3], 2, ["2D"], core=(slice(None),) * 2 + (slice(0, 2),),
+    ...                    offset=(0, 0, 0), shape=lev.shape)
+    >>> right = glrlm_block(lev[:, :, 1:], 2, ["2D"], core=(slice(None),) * 2 + (slice(1, 3),),
+    ...                     offset=(0, 0, 1), shape=lev.shape)
+    >>> RunPartial.merge(left, right).finish().slices[0][0]
+    array([[0, 0, 1],
+           [1, 0, 0]])
+    """
+    ng = int(ng)
+    dims = frozenset(dims)
+    shape = tuple(int(s) for s in shape)
+    want_2d = "2D" in dims or "2.5D" in dims
+    want_3d = "3D" in dims
+    block = block_core(levels, core, offset, shape)
+    padded, bounds, origin = block.padded, block.bounds, block.origin
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    core_levels = padded[z0:z1, y0:y1, x0:x1]
+    if core_levels.size and (core_levels.min() < 0 or core_levels.max() > ng):
+        raise ValueError(f"`levels` must lie in 0..{ng} (0 outside the ROI), got "
+                         f"{core_levels.min()}..{core_levels.max()}")
+    partial = RunPartial(TextureCounts(), _no_fragments(), ng, dims, shape)
+    if not (want_2d or want_3d):
+        return partial
+    kernel = _fragment_kernel()
+    dirs = directions_3d(1)
+    gshape = np.asarray(shape, np.int64)
+    max_len = max(block.core_shape + (1,))
+    pieces = []
+    plane_dirs = np.ascontiguousarray(dirs[:_N_PLANE])
+    plane_sum = np.zeros((_N_PLANE, ng, max_len), np.int64)
+    for z in np.flatnonzero(core_levels.any(axis=(1, 2))):
+        z_bounds = bounds.copy()
+        z_bounds[0] = (z0 + z, z0 + z + 1)
+        z_origin = origin + np.array([z, 0, 0])
+        m, *frag = kernel(padded, z_bounds, plane_dirs, ng, max_len, z_origin, gshape,
+                          _N_PLANE * (y1 - y0) * (x1 - x0))
+        pieces.append(frag)
+        plane_sum += m
+        if want_2d:
+            partial.counts.slices[int(z_origin[0])] = m
+    if want_3d:
+        out_dirs = np.ascontiguousarray(dirs[_N_PLANE:])
+        m, *frag = kernel(padded, bounds, out_dirs, ng, max_len, origin, gshape,
+                          2 * len(out_dirs) * block.boundary_voxels())
+        frag[0] = frag[0] + _N_PLANE
+        pieces.append(frag)
+        partial.counts.volume = np.concatenate([plane_sum, m])
+    if pieces:
+        partial.fragments = {k: np.concatenate([p[i] for p in pieces])
+                             for i, k in enumerate(_FRAGMENT_FIELDS)}
+    return partial
+
+
+def _count_glrlm_chunked(levels, ng, dims) -> TextureCounts:
+    from ._partials import BlockGrid
+
+    ng = _check_args(levels, ng, dims)
+    grid = BlockGrid(levels, levels > 0)
+
+    def _block(block_levels, _mask, info):
+        return glrlm_block(block_levels, ng, dims, core=info.core, offset=info.offset,
+                           shape=grid.shape)
+
+    return grid.reduce_blocks(_block, RunPartial.merge, halo=1).finish()
 
 
 def glrlm_features(matrix) -> dict[str, float]:

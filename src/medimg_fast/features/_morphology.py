@@ -218,8 +218,6 @@ def _moran_geary(idx, values, spacing):
     ss = float(np.dot(dev, dev))
     if n < 2 or ss == 0:
         return math.nan, math.nan
-    from scipy import fft
-
     box = idx.max(axis=0) - idx.min(axis=0) + 1
     grid = tuple(_even_fast_len(int(2 * b - 1)) for b in box)
     if math.prod(grid) <= _AUTOCORR_FFT_MAX_GRID:
