@@ -23,6 +23,7 @@ from medimg_fast.features._glszm import (
     GLSZM_FEATURES,
     count_gldzm,
     count_glszm,
+    count_zone_families,
     gldzm_aggregate,
     gldzm_features,
     glszm_aggregate,
@@ -268,3 +269,26 @@ def test_phantom_matches_ibsi(phantom_levels, prefix, count, aggregate_):
     assert set(reference) <= set(feats)
     bad = mismatches(feats, reference)
     assert not bad, "\n".join(bad)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([("szm",), ("dzm",), ("szm", "dzm")]),
+       st.booleans())
+def test_one_labelling_for_both_zone_families(seed, families, with_distance_mask):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(2, 7, 3))
+    roi = rng.random(shape) < 0.8
+    levels = np.where(roi, rng.integers(1, 4, shape), 0).astype(np.int32)
+    dmask = (roi | (rng.random(shape) < 0.3)) if with_distance_mask else None
+    got = count_zone_families(levels, 3, TEXTURE_DIMS, families=families, distance_mask=dmask)
+    want = {}
+    if "szm" in families:
+        want["szm"] = count_glszm(levels, 3, TEXTURE_DIMS)
+    if "dzm" in families:
+        want["dzm"] = count_gldzm(levels, 3, TEXTURE_DIMS, distance_mask=dmask)
+    assert got.keys() == want.keys()
+    for fam in want:
+        np.testing.assert_array_equal(got[fam].volume, want[fam].volume)
+        assert got[fam].slices.keys() == want[fam].slices.keys()
+        for z in want[fam].slices:
+            np.testing.assert_array_equal(got[fam].slices[z], want[fam].slices[z])

@@ -322,18 +322,19 @@ def _joined_counts(levels, settings, ng, distance_levels=None, *, block=None) ->
         from ._glrlm import count_glrlm
 
         counts["rlm"] = count_glrlm(levels, ng, dims)
-    if "szm" in fams:
-        from ._glszm import count_glszm
+    zone_fams = [f for f in ("szm", "dzm") if f in fams]
+    if zone_fams:
+        from ._glszm import count_zone_families
 
-        counts["szm"] = count_glszm(levels, ng, dims)
-    if "dzm" in fams:
-        from ._glszm import count_gldzm
-
-        if distance_levels is None:
-            counts["dzm"] = count_gldzm(levels, ng, dims)
+        if distance_levels is None:  # one labelling of the zones for both families
+            counts.update(count_zone_families(levels, ng, dims, families=zone_fams))
         else:
-            counts["dzm"] = count_gldzm(distance_levels[0], ng, dims,
-                                        distance_mask=distance_levels[1])
+            if "szm" in fams:
+                counts.update(count_zone_families(levels, ng, dims, families=["szm"]))
+            if "dzm" in fams:
+                counts.update(count_zone_families(distance_levels[0], ng, dims,
+                                                  families=["dzm"],
+                                                  distance_mask=distance_levels[1]))
     return counts
 
 

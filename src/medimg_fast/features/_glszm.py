@@ -229,19 +229,22 @@ def _zone_matrix(level, value, ng, weights=None) -> np.ndarray:
     return m.astype(np.int64).reshape(ng, width)
 
 
-def _by_unit(levels, ng, dims, build, with_distance: bool, distance_roi=None) -> TextureCounts:
-    """``build(zone_level, zone_size, zone_dist, ng) -> matrix`` per 3-D / 2-D unit."""
+def _by_unit(levels, ng, dims, build, with_distance: bool, distance_roi=None, *,
+             stack=True) -> TextureCounts:
+    """``build(zone_level, zone_size, zone_dist, ng) -> matrix`` per 3-D / 2-D unit
+    (``stack=False``: whatever ``build`` returns, not stacked into a unit axis)."""
+    wrap = (lambda m: m[None]) if stack else (lambda m: m)
     counts = TextureCounts()
     if "3D" in dims and levels.any():
         _, lev, size, dist = _zone_table(levels, False, with_distance, distance_roi)
-        counts.volume = build(lev, size, dist, ng)[None]
+        counts.volume = wrap(build(lev, size, dist, ng))
     if "2D" in dims or "2.5D" in dims:
         zz, lev, size, dist = _zone_table(levels, True, with_distance, distance_roi)
         # zones come sorted by slice: split at the slice boundaries
         z_values, starts = np.unique(zz, return_index=True)
         bounds = list(starts[1:]) + [zz.size]
         for z, a, b in zip(z_values, starts, bounds):
-            counts.slices[int(z)] = build(lev[a:b], size[a:b], dist[a:b], ng)[None]
+            counts.slices[int(z)] = wrap(build(lev[a:b], size[a:b], dist[a:b], ng))
     return counts
 
 
@@ -251,6 +254,38 @@ def _glszm_matrix(lev, size, dist, ng):
 
 def _gldzm_matrix(lev, size, dist, ng):
     return np.stack([_zone_matrix(lev, dist, ng), _zone_matrix(lev, dist, ng, size)])
+
+
+def count_zone_families(levels, ng, dims=TEXTURE_DIMS, *, families=("szm", "dzm"),
+                        distance_mask=None) -> dict[str, TextureCounts]:
+    """:func:`count_glszm` and :func:`count_gldzm` of a NumPy level volume from one
+    labelling of its zones: ``{"szm": ..., "dzm": ...}`` for the ``families`` asked
+    (equal to calling both)."""
+    want = [f for f in ("szm", "dzm") if f in families]
+    levels = _check_levels(levels, ng, dims)
+    if _is_dask(levels):
+        out = {}
+        if "szm" in want:
+            out["szm"] = count_glszm(levels, ng, dims)
+        if "dzm" in want:
+            out["dzm"] = count_gldzm(levels, ng, dims, distance_mask=distance_mask)
+        return out
+    roi = _distance_roi(levels, distance_mask)
+    builders = {"szm": _glszm_matrix, "dzm": _gldzm_matrix}
+
+    def build(lev, size, dist, ng_):
+        return {f: builders[f](lev, size, dist, ng_) for f in want}
+
+    per_unit = _by_unit(levels, int(ng), dims, build, with_distance="dzm" in want,
+                        distance_roi=roi, stack=False)
+    out = {}
+    for f in want:
+        counts = TextureCounts()
+        if per_unit.volume is not None:
+            counts.volume = per_unit.volume[f][None]
+        counts.slices = {z: m[f][None] for z, m in per_unit.slices.items()}
+        out[f] = counts
+    return out
 
 
 def count_glszm(levels, ng, dims=TEXTURE_DIMS) -> TextureCounts:
@@ -350,15 +385,20 @@ def count_gldzm(levels, ng, dims=TEXTURE_DIMS, *, distance_mask=None) -> Texture
     if _is_dask(levels):
         return _count_zones_chunked(levels, ng, dims, "dzm", distance_mask)
     levels = _check_levels(levels, ng, dims)
-    roi = None
-    if distance_mask is not None:
-        distance_mask = np.asarray(distance_mask, dtype=bool)
-        if distance_mask.shape != levels.shape:
-            raise ValueError(f"`distance_mask` must have the shape of `levels` "
-                             f"{levels.shape}, got {distance_mask.shape}")
-        roi = np.ascontiguousarray(distance_mask, dtype=levels.dtype)
     return _by_unit(levels, int(ng), dims, _gldzm_matrix, with_distance=True,
-                    distance_roi=roi)
+                    distance_roi=_distance_roi(levels, distance_mask))
+
+
+def _distance_roi(levels, distance_mask):
+    """The mask the edge distances are measured in, as the kernels take it (or None:
+    ``levels > 0``)."""
+    if distance_mask is None:
+        return None
+    distance_mask = np.asarray(distance_mask, dtype=bool)
+    if distance_mask.shape != levels.shape:
+        raise ValueError(f"`distance_mask` must have the shape of `levels` "
+                         f"{levels.shape}, got {distance_mask.shape}")
+    return np.ascontiguousarray(distance_mask, dtype=levels.dtype)
 
 
 # -- chunk-mergeable partials -----------------------------------------------------
@@ -862,37 +902,41 @@ def _zone_features(m, n_voxels) -> tuple[float, ...]:
     """The 16 shared zone formulas of a (grey level, zone size or distance) matrix.
 
     Returned in the order of :data:`GLSZM_FEATURES` / :data:`GLDZM_FEATURES`; the second
-    axis ``j`` is the zone size for ``szm``, the zone distance for ``dzm``.
+    axis ``j`` is the zone size for ``szm``, the zone distance for ``dzm``.  Evaluated on
+    the non-zero entries only: a size-zone matrix is as wide as the largest zone and
+    mostly empty.
     """
     m = np.asarray(m, dtype=np.float64)
-    n_s = float(m.sum())
+    ii, jj = np.nonzero(m)
+    c = m[ii, jj]
+    n_s = float(c.sum())
     if n_s <= 0:
         return (math.nan,) * len(GLSZM_FEATURES)
-    i = np.arange(1, m.shape[0] + 1, dtype=np.float64)[:, None]
-    j = np.arange(1, m.shape[1] + 1, dtype=np.float64)[None, :]
-    p = m / n_s
-    m_i = m.sum(axis=1)
-    m_j = m.sum(axis=0)
-    mu_i = float(np.sum(i * p))
-    mu_j = float(np.sum(j * p))
-    nz = p[p > 0]
+    i = ii + 1.0
+    j = jj + 1.0
+    i2, j2 = i * i, j * j
+    p = c / n_s
+    m_i = np.bincount(ii, weights=c, minlength=m.shape[0])
+    m_j = np.bincount(jj, weights=c, minlength=m.shape[1])
+    mu_i = float(np.dot(i, p))
+    mu_j = float(np.dot(j, p))
     return (
-        float(np.sum(m / j**2)) / n_s,                # szm.sze / dzm.sde
-        float(np.sum(m * j**2)) / n_s,                # szm.lze / dzm.lde
-        float(np.sum(m / i**2)) / n_s,                # lgze
-        float(np.sum(m * i**2)) / n_s,                # hgze
-        float(np.sum(m / (i**2 * j**2))) / n_s,       # szm.szlge / dzm.sdlge
-        float(np.sum(m * i**2 / j**2)) / n_s,         # szm.szhge / dzm.sdhge
-        float(np.sum(m * j**2 / i**2)) / n_s,         # szm.lzlge / dzm.ldlge
-        float(np.sum(m * i**2 * j**2)) / n_s,         # szm.lzhge / dzm.ldhge
+        float(np.dot(c, 1.0 / j2)) / n_s,             # szm.sze / dzm.sde
+        float(np.dot(c, j2)) / n_s,                   # szm.lze / dzm.lde
+        float(np.dot(c, 1.0 / i2)) / n_s,             # lgze
+        float(np.dot(c, i2)) / n_s,                   # hgze
+        float(np.dot(c, 1.0 / (i2 * j2))) / n_s,      # szm.szlge / dzm.sdlge
+        float(np.dot(c, i2 / j2)) / n_s,              # szm.szhge / dzm.sdhge
+        float(np.dot(c, j2 / i2)) / n_s,              # szm.lzlge / dzm.ldlge
+        float(np.dot(c, i2 * j2)) / n_s,              # szm.lzhge / dzm.ldhge
         float(np.dot(m_i, m_i)) / n_s,                # glnu
         float(np.dot(m_i, m_i)) / n_s**2,             # glnu_norm
         float(np.dot(m_j, m_j)) / n_s,                # szm.zsnu / dzm.zdnu
         float(np.dot(m_j, m_j)) / n_s**2,             # szm.zsnu_norm / dzm.zdnu_norm
         n_s / n_voxels if n_voxels > 0 else math.nan,  # z_perc
-        float(np.sum((i - mu_i) ** 2 * p)),           # gl_var
-        float(np.sum((j - mu_j) ** 2 * p)),           # szm.zs_var / dzm.zd_var
-        float(-np.dot(nz, np.log2(nz))),              # szm.zs_entr / dzm.zd_entr
+        float(np.dot((i - mu_i) ** 2, p)),            # gl_var
+        float(np.dot((j - mu_j) ** 2, p)),            # szm.zs_var / dzm.zd_var
+        float(-np.dot(p, np.log2(p))),                # szm.zs_entr / dzm.zd_entr
     )
 
 
