@@ -287,8 +287,8 @@ def test_one_labelling_for_both_zone_families(seed, families, with_distance_mask
     if "dzm" in families:
         want["dzm"] = count_gldzm(levels, 3, TEXTURE_DIMS, distance_mask=dmask)
     assert got.keys() == want.keys()
-    for fam in want:
-        np.testing.assert_array_equal(got[fam].volume, want[fam].volume)
-        assert got[fam].slices.keys() == want[fam].slices.keys()
-        for z in want[fam].slices:
-            np.testing.assert_array_equal(got[fam].slices[z], want[fam].slices[z])
+    for fam, expected in want.items():
+        np.testing.assert_array_equal(got[fam].volume, expected.volume)
+        assert got[fam].slices.keys() == expected.slices.keys()
+        for z, matrix in expected.slices.items():
+            np.testing.assert_array_equal(got[fam].slices[z], matrix)
