@@ -41,3 +41,15 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_feature_extraction_imports_no_scikit_learn():
+    code = ("import sys, numpy as np\n"
+            "from medimg_fast.features import extract_features\n"
+            "extract_features(np.arange(27.0).reshape(3, 3, 3), settings={'families': ['stat']})\n"
+            "print('sklearn' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from medimg_fast.features import RadiomicsExtractor
+
+    assert RadiomicsExtractor.__name__ == "RadiomicsExtractor"

@@ -24,6 +24,8 @@ CONFIGS = {
     "default": (("PyRadiomics 3.1 defaults: Original image only, feature classes shape, firstorder, "
                 "glcm, glrlm, glszm, gldm, ngtdm (all features of each), binWidth 25, no resampling, "
                 "no re-segmentation, label 1."), {"binWidth": 25}),
+    # the IBSI-1 digital phantom's discretisation (grey levels 1..6 are their own bins)
+    "bin1": ("As default with binWidth 1 (the IBSI-1 digital phantom).", {"binWidth": 1}),
 }
 
 

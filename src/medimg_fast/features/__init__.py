@@ -2,14 +2,23 @@
 
 ``extract_features(image, mask, spacing=..., settings=...)`` returns a dict from IBSI
 feature tag (``stat_mean``, ``ih_entropy``, ``cm_joint_max_3D_avg``, ``morph_volume``,
-...) to value; :class:`FeatureSettings` holds the discretisation, the families and the
-filter bank; :class:`RadiomicsExtractor` wraps it for scikit-learn pipelines.
+...) to value; :class:`FeatureSettings` holds the image processing, the discretisation,
+the families and the filter bank; :func:`filter_response` gives a filter's response map;
+:class:`RadiomicsExtractor` wraps extraction for scikit-learn pipelines (imported on first
+use: scikit-learn takes over a second to import, which extraction alone never needs).
 """
 
 from ._extract import extract_features
-from ._extractor import RadiomicsExtractor
 from ._filterbank import filter_response
 from ._settings import FeatureSettings, FilterSpec
 
 __all__ = ["FeatureSettings", "FilterSpec", "RadiomicsExtractor", "extract_features",
            "filter_response"]
+
+
+def __getattr__(name):
+    if name == "RadiomicsExtractor":
+        from ._extractor import RadiomicsExtractor
+
+        return RadiomicsExtractor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
