@@ -36,6 +36,19 @@ def test_public_names_resolve():
     "medimg_fast.filters._rank",
     "medimg_fast.filters._edges",
     "medimg_fast.filters._correlate",
+    "medimg_fast.filters._laws",
+    "medimg_fast.filters._gabor",
+    "medimg_fast.filters._wavelet",
+    "medimg_fast.features._texture",
+    "medimg_fast.features._glrlm",
+    "medimg_fast.features._ngldm",
+    "medimg_fast.features._glszm",
+    "medimg_fast.features._ngtdm",
+    "medimg_fast.features._extract",
+    "medimg_fast.features._settings",
+    "medimg_fast.preprocessing",
+    "medimg_fast.io._rtstruct",
+    "medimg_fast.io._geometry",
 ])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 
@@ -273,8 +274,12 @@ def _glcm_counts(kernels, levels, core, settings, ng, volume=None) -> TextureCou
     return TextureCounts(volume if "3D" in dims else None, slices)
 
 
-def _additive_counts(kernels, levels, core, settings, ng, glcm_volume=None) -> dict:
-    fams, dims = settings.families, settings.texture_dims
+def _additive_counts(kernels, levels, core, settings, ng, glcm_volume=None, *,
+                     families=None) -> dict:
+    """Co-occurrence, grey tone difference and dependence counts of the voxels in
+    ``core`` (of ``families``, default those of the settings)."""
+    fams = settings.families if families is None else families
+    dims = settings.texture_dims
     counts = {}
     if "cm" in fams:
         counts["cm"] = _glcm_counts(kernels, levels, core, settings, ng, glcm_volume)
@@ -290,7 +295,8 @@ def _additive_counts(kernels, levels, core, settings, ng, glcm_volume=None) -> d
     return counts
 
 
-def _joined_counts(levels, settings, ng, distance_levels=None, *, block=None) -> dict:
+def _joined_counts(levels, settings, ng, distance_levels=None, *, block=None,
+                   families=None) -> dict:
     """Run-length and zone matrices of a whole level volume, or the partials of a block.
 
     Whole volume (``block`` None): the ROI's bounding box as one block.
@@ -301,7 +307,8 @@ def _joined_counts(levels, settings, ng, distance_levels=None, *, block=None) ->
     shape, the global ``(planar, volume)`` edge distances on the block): ``{"rlm":
     RunPartial, "zones": ZonePartial}`` for the families asked, merged across chunk
     faces by their ``merge`` and turned into counts by their ``finish``."""
-    fams, dims = settings.families, settings.texture_dims
+    fams = settings.families if families is None else families
+    dims = settings.texture_dims
     if block is not None:
         info, shape, distances = block
         parts = {}
@@ -374,13 +381,21 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
             hist = np.bincount(levels.ravel(), minlength=ng + 1)[1:]
         if additive or joined:
             levels = np.ascontiguousarray(levels)
-        parts = _TextureParts(hist, _additive_counts(kernels, levels, core, settings, ng,
-                                                     volume) if additive else {})
-        counts = dict(parts.counts)
-        if joined:
-            dist = None if distance_grid is None else _distance_levels(
-                grid, distance_grid, disc, kernels)
-            counts.update(_joined_counts(levels, settings, ng, dist))
+        dist = None
+        if joined and distance_grid is not None:
+            dist = _distance_levels(grid, distance_grid, disc, kernels)
+        tasks = [functools.partial(_additive_counts, kernels, levels, core, settings, ng,
+                                   volume, families=(f,)) for f in additive]
+        if "rlm" in joined:
+            tasks.append(functools.partial(_joined_counts, levels, settings, ng, dist,
+                                           families=("rlm",)))
+        zones = tuple(f for f in ("szm", "dzm") if f in joined)
+        if zones:
+            tasks.append(functools.partial(_joined_counts, levels, settings, ng, dist,
+                                           families=zones))
+        counts = _run_counting(tasks, parallel=kernels.name == "numba"
+                               and grid.mask.size >= _PARALLEL_FAMILIES_MIN)
+        parts = _TextureParts(hist, counts)
     else:
         source, unpack = grid, None
         if joined:
@@ -433,6 +448,27 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
             if "zones" in joined_parts:
                 counts.update(joined_parts["zones"].finish())
     return _texture_features(parts.hist, counts, settings)
+
+
+#: ROI boxes of at least this many voxels count their texture families on two threads
+#: (the compiled kernels release the GIL); smaller ones are done before a thread starts.
+_PARALLEL_FAMILIES_MIN = 1 << 16
+
+
+def _run_counting(tasks, *, parallel: bool) -> dict:
+    """The merged results of ``tasks`` (each returns ``{family: counts}`` of families of
+    its own), on two threads when ``parallel``: the same numbers either way."""
+    counts = {}
+    if parallel and len(tasks) > 1:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for result in pool.map(lambda task: task(), tasks):
+                counts.update(result)
+    else:
+        for task in tasks:
+            counts.update(task())
+    return counts
 
 
 def _texture_features(hist, counts, settings) -> dict[str, float]:

@@ -19,13 +19,12 @@ level run length based features"; logarithms are base 2.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._joins import block_core, linear_steps, trim_counts
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, directions_3d
+from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, directions_3d, emphasis_features
 
 __all__ = ["GLRLM_FEATURES", "RunPartial", "count_glrlm", "glrlm_aggregate", "glrlm_block",
            "glrlm_features"]
@@ -526,40 +525,10 @@ def glrlm_features(matrix) -> dict[str, float]:
     >>> f["sre"], f["r_perc"]
     (0.75, 0.75)
     """
-    r = np.asarray(matrix, dtype=np.float64)
-    ns = r.sum()
-    if ns <= 0:
-        return {k: math.nan for k in GLRLM_FEATURES}
-    ng, nr = r.shape
-    i = np.arange(1, ng + 1, dtype=np.float64)[:, None]
-    j = np.arange(1, nr + 1, dtype=np.float64)[None, :]
-    r_i = r.sum(axis=1)  # runs per grey level
-    r_j = r.sum(axis=0)  # runs per run length
-    i2 = i * i
-    j2 = j * j
-    nv = float((r * j).sum())
-    p = r / ns
-    mu_i = float((p * i).sum())
-    mu_j = float((p * j).sum())
-    nz = p[p > 0]
-    return {
-        "sre": float((r_j / j2[0]).sum() / ns),  # rlm_sre
-        "lre": float((r_j * j2[0]).sum() / ns),  # rlm_lre
-        "lgre": float((r_i / i2[:, 0]).sum() / ns),  # rlm_lgre
-        "hgre": float((r_i * i2[:, 0]).sum() / ns),  # rlm_hgre
-        "srlge": float((r / (i2 * j2)).sum() / ns),  # rlm_srlge
-        "srhge": float((r * i2 / j2).sum() / ns),  # rlm_srhge
-        "lrlge": float((r * j2 / i2).sum() / ns),  # rlm_lrlge
-        "lrhge": float((r * i2 * j2).sum() / ns),  # rlm_lrhge
-        "glnu": float((r_i * r_i).sum() / ns),  # rlm_glnu
-        "glnu_norm": float((r_i * r_i).sum() / ns ** 2),  # rlm_glnu_norm
-        "rlnu": float((r_j * r_j).sum() / ns),  # rlm_rlnu
-        "rlnu_norm": float((r_j * r_j).sum() / ns ** 2),  # rlm_rlnu_norm
-        "r_perc": float(ns / nv),  # rlm_r_perc
-        "gl_var": float((p * (i - mu_i) ** 2).sum()),  # rlm_gl_var
-        "rl_var": float((p * (j - mu_j) ** 2).sum()),  # rlm_rl_var
-        "rl_entr": float(-(nz * np.log2(nz)).sum()),  # rlm_rl_entr
-    }
+    # rlm_sre, rlm_lre, rlm_lgre, rlm_hgre, rlm_srlge, rlm_srhge, rlm_lrlge, rlm_lrhge,
+    # rlm_glnu(_norm), rlm_rlnu(_norm), rlm_r_perc, rlm_gl_var, rlm_rl_var, rlm_rl_entr:
+    # the formulas IBSI shares with the zone and dependence matrices
+    return dict(zip(GLRLM_FEATURES, emphasis_features(matrix)))
 
 
 def glrlm_aggregate(counts: TextureCounts, dims) -> dict[str, float]:

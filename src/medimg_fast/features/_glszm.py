@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._joins import block_core, components, linear_steps, trim_counts
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate
+from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, emphasis_features
 
 __all__ = [
     "GLDZM_FEATURES",
@@ -898,48 +898,6 @@ def _count_zones_chunked(levels, ng, dims, family, distance_mask=None) -> Textur
     return grid.reduce_blocks(_block, ZonePartial.merge, halo=1).finish()[family]
 
 
-def _zone_features(m, n_voxels) -> tuple[float, ...]:
-    """The 16 shared zone formulas of a (grey level, zone size or distance) matrix.
-
-    Returned in the order of :data:`GLSZM_FEATURES` / :data:`GLDZM_FEATURES`; the second
-    axis ``j`` is the zone size for ``szm``, the zone distance for ``dzm``.  Evaluated on
-    the non-zero entries only: a size-zone matrix is as wide as the largest zone and
-    mostly empty.
-    """
-    m = np.asarray(m, dtype=np.float64)
-    ii, jj = np.nonzero(m)
-    c = m[ii, jj]
-    n_s = float(c.sum())
-    if n_s <= 0:
-        return (math.nan,) * len(GLSZM_FEATURES)
-    i = ii + 1.0
-    j = jj + 1.0
-    i2, j2 = i * i, j * j
-    p = c / n_s
-    m_i = np.bincount(ii, weights=c, minlength=m.shape[0])
-    m_j = np.bincount(jj, weights=c, minlength=m.shape[1])
-    mu_i = float(np.dot(i, p))
-    mu_j = float(np.dot(j, p))
-    return (
-        float(np.dot(c, 1.0 / j2)) / n_s,             # szm.sze / dzm.sde
-        float(np.dot(c, j2)) / n_s,                   # szm.lze / dzm.lde
-        float(np.dot(c, 1.0 / i2)) / n_s,             # lgze
-        float(np.dot(c, i2)) / n_s,                   # hgze
-        float(np.dot(c, 1.0 / (i2 * j2))) / n_s,      # szm.szlge / dzm.sdlge
-        float(np.dot(c, i2 / j2)) / n_s,              # szm.szhge / dzm.sdhge
-        float(np.dot(c, j2 / i2)) / n_s,              # szm.lzlge / dzm.ldlge
-        float(np.dot(c, i2 * j2)) / n_s,              # szm.lzhge / dzm.ldhge
-        float(np.dot(m_i, m_i)) / n_s,                # glnu
-        float(np.dot(m_i, m_i)) / n_s**2,             # glnu_norm
-        float(np.dot(m_j, m_j)) / n_s,                # szm.zsnu / dzm.zdnu
-        float(np.dot(m_j, m_j)) / n_s**2,             # szm.zsnu_norm / dzm.zdnu_norm
-        n_s / n_voxels if n_voxels > 0 else math.nan,  # z_perc
-        float(np.dot((i - mu_i) ** 2, p)),            # gl_var
-        float(np.dot((j - mu_j) ** 2, p)),            # szm.zs_var / dzm.zd_var
-        float(-np.dot(p, np.log2(p))),                # szm.zs_entr / dzm.zd_entr
-    )
-
-
 def glszm_features(matrix) -> dict[str, float]:
     """The 16 IBSI size zone features of one GLSZM.
 
@@ -969,7 +927,7 @@ def glszm_features(matrix) -> dict[str, float]:
     if m.ndim != 2:
         raise ValueError(f"`matrix` must be 2-D (Ng, Nz), got shape {m.shape}")
     n_voxels = float(np.sum(m * np.arange(1, m.shape[1] + 1)))
-    return dict(zip(GLSZM_FEATURES, _zone_features(m, n_voxels)))
+    return dict(zip(GLSZM_FEATURES, emphasis_features(m, n_voxels)))
 
 
 def gldzm_features(matrix, *, n_voxels=None) -> dict[str, float]:
@@ -1011,7 +969,7 @@ def gldzm_features(matrix, *, n_voxels=None) -> dict[str, float]:
     else:
         raise ValueError(f"`matrix` must have shape (2, Ng, Nd) or (Ng, Nd), got {m.shape}")
     n_voxels = math.nan if n_voxels is None else float(n_voxels)
-    return dict(zip(GLDZM_FEATURES, _zone_features(zones_, n_voxels)))
+    return dict(zip(GLDZM_FEATURES, emphasis_features(zones_, n_voxels)))
 
 
 def glszm_aggregate(counts: TextureCounts, dims=TEXTURE_DIMS) -> dict[str, float]:

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate
+from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, emphasis_features
 
 __all__ = ["NGLDM_FEATURES", "count_ngldm", "ngldm_aggregate", "ngldm_features"]
 
@@ -209,40 +209,14 @@ def ngldm_features(matrix) -> dict[str, float]:
     (0.5, 0.75)
     """
     s = np.asarray(matrix, dtype=np.float64)
-    ns = s.sum()
-    if ns <= 0:
-        return {k: math.nan for k in NGLDM_FEATURES}
-    ng, nd = s.shape
-    i = np.arange(1, ng + 1, dtype=np.float64)[:, None]
-    j = np.arange(1, nd + 1, dtype=np.float64)[None, :]
-    s_i = s.sum(axis=1)  # neighbourhoods per grey level
-    s_j = s.sum(axis=0)  # neighbourhoods per dependence
-    i2 = i * i
-    j2 = j * j
-    nv = ns  # one neighbourhood per ROI voxel
-    p = s / ns
-    mu_i = float((p * i).sum())
-    mu_j = float((p * j).sum())
-    nz = p[p > 0]
-    return {
-        "lde": float((s_j / j2[0]).sum() / ns),  # ngl_lde
-        "hde": float((s_j * j2[0]).sum() / ns),  # ngl_hde
-        "lgce": float((s_i / i2[:, 0]).sum() / ns),  # ngl_lgce
-        "hgce": float((s_i * i2[:, 0]).sum() / ns),  # ngl_hgce
-        "ldlge": float((s / (i2 * j2)).sum() / ns),  # ngl_ldlge
-        "ldhge": float((s * i2 / j2).sum() / ns),  # ngl_ldhge
-        "hdlge": float((s * j2 / i2).sum() / ns),  # ngl_hdlge
-        "hdhge": float((s * i2 * j2).sum() / ns),  # ngl_hdhge
-        "glnu": float((s_i * s_i).sum() / ns),  # ngl_glnu
-        "glnu_norm": float((s_i * s_i).sum() / ns ** 2),  # ngl_glnu_norm
-        "dcnu": float((s_j * s_j).sum() / ns),  # ngl_dcnu
-        "dcnu_norm": float((s_j * s_j).sum() / ns ** 2),  # ngl_dcnu_norm
-        "dc_perc": float(ns / nv),  # ngl_dc_perc
-        "gl_var": float((p * (i - mu_i) ** 2).sum()),  # ngl_gl_var
-        "dc_var": float((p * (j - mu_j) ** 2).sum()),  # ngl_dc_var
-        "dc_entr": float(-(nz * np.log2(nz)).sum()),  # ngl_dc_entr
-        "dc_energy": float((p * p).sum()),  # ngl_dc_energy
-    }
+    ns = float(s.sum())
+    # ngl_lde, ngl_hde, ngl_lgce, ngl_hgce, ngl_ldlge, ngl_ldhge, ngl_hdlge, ngl_hdhge,
+    # ngl_glnu(_norm), ngl_dcnu(_norm), ngl_dc_perc, ngl_gl_var, ngl_dc_var, ngl_dc_entr:
+    # the formulas IBSI shares with the run and zone matrices (one neighbourhood per
+    # voxel: Nv = Ns)
+    out = dict(zip(NGLDM_FEATURES, emphasis_features(s, n_voxels=ns)))
+    out["dc_energy"] = float(np.sum((s / ns) ** 2)) if ns > 0 else math.nan  # ngl_dc_energy
+    return out
 
 
 def ngldm_aggregate(counts: TextureCounts, dims) -> dict[str, float]:

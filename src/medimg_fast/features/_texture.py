@@ -45,6 +45,7 @@ __all__ = [
     "aggregation_tags",
     "directions_2d",
     "directions_3d",
+    "emphasis_features",
     "merge_matrices",
 ]
 
@@ -207,3 +208,68 @@ def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[st
             put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
                                names), "3D")
     return out
+
+
+def emphasis_features(matrix, n_voxels=None) -> tuple[float, ...]:
+    """The 16 formulas IBSI shares between the matrices of grey level ``i`` by a count
+    ``j`` (run length, zone size, zone distance, dependence ``+ 1``), in this order::
+
+        short/small j emphasis       sum m / j^2 / Ns       (rlm_sre, szm_sze, dzm_sde, ngl_lde)
+        long/large j emphasis        sum m j^2 / Ns
+        low grey level emphasis      sum m / i^2 / Ns
+        high grey level emphasis     sum m i^2 / Ns
+        short j low grey level       sum m / (i^2 j^2) / Ns
+        short j high grey level      sum m i^2 / j^2 / Ns
+        long j low grey level        sum m j^2 / i^2 / Ns
+        long j high grey level       sum m i^2 j^2 / Ns
+        grey level non-uniformity    sum_i (sum_j m)^2 / Ns, and normalised by Ns^2
+        j non-uniformity             sum_j (sum_i m)^2 / Ns, and normalised by Ns^2
+        percentage                   Ns / Nv
+        grey level variance          sum p (i - mu_i)^2,  p = m / Ns
+        j variance                   sum p (j - mu_j)^2
+        j entropy                    -sum p log2 p
+
+    ``Ns = sum m``; ``Nv`` is ``n_voxels``, by default ``sum j m`` (the voxels of runs
+    and zones, each voxel once per merged direction).  Evaluated on the non-zero entries
+    only: a size-zone matrix is as wide as the largest zone and mostly empty.  All NaN
+    for an empty matrix.
+
+    Examples
+    --------
+    >>> f = emphasis_features(np.array([[2, 1]]))  # two counts of j = 1, one of j = 2
+    >>> f[0], f[12]
+    (0.75, 0.75)
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    ii, jj = np.nonzero(m)
+    c = m[ii, jj]
+    n_s = float(c.sum())
+    if n_s <= 0:
+        return (math.nan,) * 16
+    i = ii + 1.0
+    j = jj + 1.0
+    i2, j2 = i * i, j * j
+    n_v = float(np.dot(c, j)) if n_voxels is None else float(n_voxels)
+    p = c / n_s
+    m_i = np.bincount(ii, weights=c, minlength=m.shape[0])
+    m_j = np.bincount(jj, weights=c, minlength=m.shape[1])
+    mu_i = float(np.dot(i, p))
+    mu_j = float(np.dot(j, p))
+    return (
+        float(np.dot(c, 1.0 / j2)) / n_s,
+        float(np.dot(c, j2)) / n_s,
+        float(np.dot(c, 1.0 / i2)) / n_s,
+        float(np.dot(c, i2)) / n_s,
+        float(np.dot(c, 1.0 / (i2 * j2))) / n_s,
+        float(np.dot(c, i2 / j2)) / n_s,
+        float(np.dot(c, j2 / i2)) / n_s,
+        float(np.dot(c, i2 * j2)) / n_s,
+        float(np.dot(m_i, m_i)) / n_s,
+        float(np.dot(m_i, m_i)) / n_s**2,
+        float(np.dot(m_j, m_j)) / n_s,
+        float(np.dot(m_j, m_j)) / n_s**2,
+        n_s / n_v if n_v > 0 else math.nan,
+        float(np.dot((i - mu_i) ** 2, p)),
+        float(np.dot((j - mu_j) ** 2, p)),
+        float(-np.dot(p, np.log2(p))),
+    )
