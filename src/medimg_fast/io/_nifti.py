@@ -13,11 +13,31 @@ _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 _TARGET_CHUNK_BYTES = 64 * 2**20
 
 
-def _read_nifti_region(path, index):
+def _load_image(path):
+    """nibabel's image of ``path``; a ``.nii.gz`` is decompressed whole by ISA-L
+    (:mod:`isal.igzip`, about 4x faster than the :mod:`gzip` stream nibabel reads: 24
+    against 87-120 ms for a 2.4M-voxel CT) and parsed from memory by nibabel, so the
+    voxel values and their scaling are nibabel's either way."""
     import nibabel as nib
 
+    if not str(path).endswith(".gz"):
+        return nib.load(path)
     try:
-        return np.asanyarray(nib.load(path).dataobj[index])
+        from isal import igzip
+    except ImportError:  # the isal wheel is a dependency; a source install may lack it
+        return nib.load(path)
+    with open(path, "rb") as fh:
+        raw = igzip.decompress(fh.read())
+    # sizeof_hdr is 348 for NIfTI-1 and 540 for NIfTI-2, in either byte order
+    first = int.from_bytes(raw[:4], "little")
+    if first in (540, int.from_bytes((540).to_bytes(4, "little"), "big")):
+        return nib.Nifti2Image.from_bytes(raw)
+    return nib.Nifti1Image.from_bytes(raw)
+
+
+def _read_nifti_region(path, index):
+    try:
+        return np.asanyarray(_load_image(path).dataobj[index])
     except (OSError, EOFError, ValueError) as exc:
         raise CorruptVolumeError(f"{path}: NIfTI voxel data unreadable ({exc})") from exc
 
