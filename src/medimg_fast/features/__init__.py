@@ -10,10 +10,11 @@ use: scikit-learn takes over a second to import, which extraction alone never ne
 
 from ._extract import extract_features
 from ._filterbank import filter_response
+from ._maps import feature_maps, write_feature_maps
 from ._settings import FeatureSettings, FilterSpec
 
 __all__ = ["FeatureSettings", "FilterSpec", "RadiomicsExtractor", "extract_features",
-           "filter_response"]
+           "feature_maps", "filter_response", "write_feature_maps"]
 
 
 def __getattr__(name):
