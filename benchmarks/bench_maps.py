@@ -44,7 +44,7 @@ def ct_case(n_roi: int, seed: int = 0):
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
-    edge = int(math.ceil((n_roi * 6 / math.pi) ** (1 / 3) * 1.3)) + 8
+    edge = math.ceil((n_roi * 6 / math.pi) ** (1 / 3) * 1.3) + 8
     shape = (max(edge // 2, 12), edge, edge)
     smooth = gaussian_filter(rng.normal(0, 1, shape), 3) * 1500
     image = np.round(smooth + rng.normal(40, 60, shape))

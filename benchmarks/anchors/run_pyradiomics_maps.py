@@ -53,7 +53,7 @@ def main(argv=None):
             continue
         arr = sitk.GetArrayFromImage(val).astype(np.float64)
         # the map covers the ROI's box (plus padding): place it by its origin (1 mm voxels)
-        off = [int(round(o)) for o in val.GetOrigin()[::-1]]
+        off = [round(o) for o in val.GetOrigin()[::-1]]
         full = np.full(image.shape, np.nan)
         full[tuple(slice(o, o + n) for o, n in zip(off, arr.shape))] = arr
         full[mask == 0] = np.nan
