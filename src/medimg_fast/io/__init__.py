@@ -1,5 +1,7 @@
 """Lazy readers for NIfTI, DICOM, Zarr/OME-Zarr, TIFF and ``.npy``, an atomic Zarr writer, and
-masks from any of these or from RTSTRUCT and DICOM-SEG, with a check that a mask fits its image.
+masks from any of these or from RTSTRUCT and DICOM-SEG, with a check that a mask fits its image;
+PET SUV conversion (``open_volume(..., units="suv")``) and :func:`scan_dicom`, which turns a DICOM
+tree into a manifest of image series paired with their masks.
 
 Every reader returns a :class:`Volume` whose ``data`` is a Dask array in ``(z, y, x)`` order,
 reoriented to the closest canonical orientation in LPS patient coordinates (see
@@ -16,7 +18,9 @@ import numpy as np
 from ._geometry import check_same_grid
 from ._mask import open_mask
 from ._rtstruct import list_rois, read_rtstruct_mask
+from ._scan import ScanResult, scan_dicom
 from ._seg import list_segments, read_seg_mask
+from ._suv import SuvError
 from ._volume import (
     CorruptVolumeError,
     DicomSeriesError,
@@ -39,6 +43,8 @@ __all__ = [
     "NotAnImageError",
     "ReferenceMismatchError",
     "RoiNotFoundError",
+    "ScanResult",
+    "SuvError",
     "UnsupportedFormatError",
     "Volume",
     "VolumeNotFoundError",
@@ -52,9 +58,11 @@ __all__ = [
     "read_rtstruct_mask",
     "read_seg_mask",
     "save_volume",
+    "scan_dicom",
 ]
 
 _FORMATS = ("nifti", "dicom", "zarr", "tiff", "npy")
+_UNITS = (None, "stored", "suv")
 
 
 def detect_format(path) -> str:
@@ -97,7 +105,7 @@ def detect_format(path) -> str:
 
 
 def open_volume(path, *, format=None, series_uid=None, volume_index=None,
-                chunks=None) -> Volume:
+                chunks=None, units=None) -> Volume:
     """Open an image volume lazily.
 
     Parameters
@@ -117,6 +125,11 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None,
         Chunk shape of ``data`` (of the stored array, before ``volume_index``).  By default
         each reader picks one: for Zarr, whole multiples of the store's chunks of about
         8 MiB (a store chunk is never split, so never decoded twice).
+    units : {None, "stored", "suv"}
+        ``None``/``"stored"``: the stored values (after DICOM rescale slope/intercept).
+        ``"suv"``: a PET DICOM series converted from Bq/mL to SUV body weight, float32 (see
+        :func:`medimg_fast.io._suv.to_suv` for the formula and the tags it reads);
+        ``metadata["suv"]`` records the dose, weight and decay time used.
 
     Returns
     -------
@@ -138,6 +151,9 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None,
         objects): read those with :func:`open_mask`, :func:`read_rtstruct_mask` or
         :func:`read_seg_mask`.  Pixel data is decoded lazily, so a truncated file may raise
         :class:`CorruptVolumeError` only when ``data`` is computed.
+    SuvError
+        (a VolumeReadError) for ``units="suv"`` on an input that is not PET DICOM, or whose
+        header lacks a value SUV needs (the message names the tag).
 
     Examples
     --------
@@ -153,6 +169,11 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None,
         raise ValueError(f"`format` must be one of {_FORMATS} or None, got {format!r}")
     elif not Path(path).exists():
         raise VolumeNotFoundError(f"no such file or folder: {str(path)!r}")
+    if units not in _UNITS:
+        raise ValueError(f"`units` must be one of {_UNITS}, got {units!r}")
+    if units == "suv" and format != "dicom":
+        raise SuvError(f"{str(path)!r}: units='suv' needs a PET DICOM series (the dose, times "
+                       f"and weight are in its header), got a {format} input")
     if series_uid is not None and format != "dicom":
         raise ValueError(f"`series_uid` applies to DICOM only, got it for a {format} input")
 
@@ -172,6 +193,9 @@ def open_volume(path, *, format=None, series_uid=None, volume_index=None,
         from ._tiff import read_npy
         volume = read_npy(path)
 
+    if units == "suv":
+        from ._suv import to_suv
+        volume = to_suv(volume)
     if chunks is not None and format != "zarr":
         volume.data = volume.data.rechunk(chunks)
     if volume.data.ndim not in (3, 4):

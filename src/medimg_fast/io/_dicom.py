@@ -452,6 +452,11 @@ def read_dicom(path, *, series_uid=None) -> Volume:
         "slice_thickness": float(first.SliceThickness) if "SliceThickness" in first else None,
     })
     modality = str(first.get("Modality", "")) or None
+    if modality == "PT":
+        from ._suv import pet_header
+
+        # Kept so units="suv" needs no second read of the headers.
+        metadata["pet"] = pet_header(slices)
     return Volume(data=data, spacing=spacing, origin=origin, direction=direction,
                   modality=modality, source=str(path), metadata=metadata)
 
