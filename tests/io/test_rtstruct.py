@@ -23,6 +23,7 @@ from medimg_fast.io import (
     NotAnImageError,
     ReferenceMismatchError,
     RoiNotFoundError,
+    check_same_grid,
     list_rois,
     open_mask,
     open_volume,
@@ -237,3 +238,24 @@ def test_ibsi_ct_phantom_contours_equal_the_nifti_mask():
     # The folder holding only the RTSTRUCT works through open_mask too.
     np.testing.assert_array_equal(
         np.asarray(open_mask(PHANTOM / "dicom" / "mask", image, roi="gtv*").data), expected)
+
+
+@pytest.mark.skipif(not (PHANTOM / "dicom" / "mask").is_dir(), reason=_PHANTOM_REASON)
+def test_ibsi_ct_phantom_dicom_pair_gives_the_nifti_pair_features():
+    from medimg_fast.features import extract_features
+
+    settings = {"families": "all", "texture_dims": ["2D", "3D"], "bin_width": 25.0,
+                "reseg_range": [-500, 400]}
+    dicom = open_volume(PHANTOM / "dicom" / "image")
+    dicom_mask = open_mask(PHANTOM / "dicom" / "mask" / "DCM_RS_00060.dcm", dicom,
+                           roi="GTV-1")
+    nifti = open_volume(PHANTOM / "image.nii.gz")
+    nifti_mask = open_mask(PHANTOM / "mask.nii.gz", nifti)
+    check_same_grid(dicom, nifti)  # the same grid in patient space
+    from_dicom = extract_features(np.asarray(dicom.data), np.asarray(dicom_mask.data),
+                                  spacing=dicom.spacing, settings=settings)
+    from_nifti = extract_features(np.asarray(nifti.data), np.asarray(nifti_mask.data),
+                                  spacing=nifti.spacing, settings=settings)
+    assert from_dicom.keys() == from_nifti.keys()
+    np.testing.assert_allclose([from_dicom[k] for k in from_nifti], list(from_nifti.values()),
+                               rtol=1e-12, atol=1e-9)
