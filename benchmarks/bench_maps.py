@@ -88,8 +88,9 @@ def test_glcm_100k_radius2(benchmark):
     assert benchmark.stats.stats.min < 20.0
 
 
-@pytest.mark.parametrize("family", ["stat", "ih", "cm"])
+@pytest.mark.parametrize("family", ["stat", "ih", "cm", "rlm", "ngt", "ngl"])
 def test_family_throughput(benchmark, family):
+    """Voxels per second of each family alone, radius 2, 32 levels, 30,000 ROI voxels."""
     image, mask = ct_case(30_000, seed=1)
     _run(benchmark, image, mask, [family], 2)
 

@@ -10,7 +10,10 @@ compared with the same formulas (:func:`glcm_aggregate`, :func:`histogram_featur
 on the crop's counts at the global ``Ng``.  Tolerance rtol 1e-9: the map kernels and
 the reference sum in different orders (float64 rounding only);
 ``cm_info_corr2`` is a square root of a difference near zero, so its absolute error is
-the square root of the rounding (atol 1e-6).
+the square root of the rounding (atol 1e-6).  The run-length, NGTDM and NGLDM features
+do not depend on ``Ng`` (their formulas run over the levels present); their numba
+formulas are also compared with the NumPy ones (``emphasis_features``,
+``ngtdm_features``) on random matrices.
 """
 
 from __future__ import annotations
@@ -54,14 +57,22 @@ def _close(a, b, name):
     return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=atol)
 
 
+_ALL = ["stat", "ih", "cm", "rlm", "ngt", "ngl"]
+
+
+# radius 3 at distance 1 takes the sliding path of the neighbourhood families (smaller
+# radii rebuild each window: see _maps_kernels.compiled_texture); distance 2 is the
+# GLCM's and NGLDM's
 @pytest.mark.parametrize("dims", ["3D", "2D"])
 @pytest.mark.parametrize("masked", [True, False])
-@pytest.mark.parametrize("radius,distance,seed", [(1, 1, 0), (2, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize("radius,distance,seed", [(1, 1, 0), (2, 1, 1), (2, 2, 2), (3, 1, 3),
+                                                  (3, 2, 4)])
 def test_map_equals_extract_features_of_window(dims, masked, radius, distance, seed):
     image, mask = _case(seed)
     bin_min, width = float(image[mask].min()), 3.0
-    fams = ["stat", "ih", "cm"]
+    fams = _ALL
     settings = {"bin_width": width, "bin_min": bin_min, "glcm_distance": distance,
+                "ngldm_distance": distance, "ngldm_alpha": seed % 2,
                 "families": fams, "texture_dims": [dims]}
     maps = feature_maps(image, mask, settings=settings, radius=radius, dims=dims,
                         masked_window=masked)
@@ -114,12 +125,61 @@ def test_glcm_formulas_equal_glcm_features():
                 assert _close(res[k], ref[name], "cm_" + name), (name, ng, res[k], ref[name])
 
 
+def test_emphasis_formulas_equal_emphasis_features():
+    from medimg_fast.features._maps_kernels import compiled_texture
+    from medimg_fast.features._texture import emphasis_features
+
+    emphasis = compiled_texture()[4]
+    rng = np.random.default_rng(8)
+    for nrow, ncol in ((1, 1), (1, 5), (4, 1), (5, 7), (16, 27)):
+        for trial in range(20):
+            m = (rng.integers(0, 6, (nrow, ncol)) * (rng.random((nrow, ncol)) < 0.35))
+            if trial == 0:
+                m[:] = 0  # empty: all NaN
+            m = m.astype(np.int64)
+            for n_voxels in (None, float(m.sum()) + 3.0):
+                res = np.empty(16)
+                emphasis(m, nrow, ncol, -1.0 if n_voxels is None else n_voxels,
+                         np.empty(nrow, np.int64), np.empty(ncol, np.int64), res)
+                ref = emphasis_features(m, n_voxels=n_voxels)
+                for k in range(16):
+                    assert _close(res[k], ref[k], ""), (k, m, res[k], ref[k])
+
+
+def test_ngt_formulas_equal_ngtdm_features():
+    from medimg_fast.features._maps_kernels import compiled_texture
+    from medimg_fast.features._ngtdm import NGTDM_FEATURES, ngtdm_features
+
+    formulas = compiled_texture()[3]
+    rng = np.random.default_rng(9)
+    for ng in (1, 2, 3, 8, 20):
+        for trial in range(30):
+            n = rng.integers(0, 4, ng) * (rng.random(ng) < 0.6)
+            num = rng.integers(0, 40, (ng, 27)) * (rng.random((ng, 27)) < 0.2)
+            num[:, 0] = 0
+            num[n == 0] = 0  # no neighbourhood, no difference
+            if trial % 5 == 0:
+                num[:] = 0  # no grey tone change: capped coarseness, strength 0
+            if trial == 1:
+                n[:] = 0
+            if ng == 2 and trial == 2:
+                n[:] = (2, 1)  # busyness denominator 0 with two levels: NaN
+            n, num = n.astype(np.int64), num.astype(np.int64)
+            s = (num / np.maximum(np.arange(27), 1)).sum(axis=1)
+            res = np.empty(5)
+            formulas(n, num, ng, 27, np.empty(ng), np.empty(ng), np.empty(ng), res)
+            ref = ngtdm_features(np.stack([n.astype(float), s], axis=1))
+            for k, name in enumerate(NGTDM_FEATURES):
+                assert _close(res[k], ref[name], ""), (name, n, res[k], ref[name])
+
+
 def test_names_match_extract_features():
     from medimg_fast.features._extract import feature_names
 
-    s = {"families": ["stat", "ih", "cm"]}
+    s = {"families": _ALL}
     assert map_feature_names(s) == feature_names(s)
-    s2 = {"families": ["cm"], "texture_dims": ["2D"], "glcm_aggregations": ["2D_comb"]}
+    s2 = {"families": ["cm", "rlm", "ngt", "ngl"], "texture_dims": ["2D"],
+          "glcm_aggregations": ["2D_comb"]}
     assert map_feature_names(s2, dims="2D") == feature_names(s2)
 
 
@@ -150,7 +210,8 @@ def test_2d_image_and_radius_mm():
 def _dask_case_equal(seed, chunks, radius, dims, masked, distance):
     da = pytest.importorskip("dask.array")
     image, mask = _case(seed, shape=(10, 13, 14))
-    settings = {"bin_count": 6, "glcm_distance": distance, "families": ["stat", "ih", "cm"]}
+    settings = {"bin_count": 6, "glcm_distance": distance, "ngldm_distance": distance,
+                "families": _ALL}
     ref = feature_maps(image, mask, settings=settings, radius=radius, dims=dims,
                        masked_window=masked)
     lazy = feature_maps(da.from_array(image, chunks=chunks), da.from_array(mask, chunks=chunks),
@@ -174,7 +235,7 @@ def test_dask_chunked_property():
 
     @hypothesis.settings(max_examples=8, deadline=None)
     @hypothesis.given(seed=st.integers(0, 50), cz=st.integers(2, 10), cy=st.integers(2, 13),
-                      cx=st.integers(2, 14), radius=st.integers(1, 2),
+                      cx=st.integers(2, 14), radius=st.integers(1, 3),
                       dims=st.sampled_from(["2D", "3D"]), masked=st.booleans(),
                       distance=st.integers(1, 2))
     def prop(seed, cz, cy, cx, radius, dims, masked, distance):
@@ -208,7 +269,7 @@ def test_write_feature_maps_roundtrip(tmp_path):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"radius": 0}, "`radius`"), ({"radius": 1.5}, "`radius`"), ({"dims": "2.5D"}, "`dims`"),
-    ({"families": ["szm"]}, "zones"), ({"families": ["rlm"]}, "`families`"),
+    ({"families": ["szm"]}, "zones"), ({"families": ["ivh"]}, "`families`"),
     ({"backend": "numpy"}, "compiled"), ({"radius_mm": -1.0}, "`radius_mm`"),
     ({"settings": {"reseg_range": [0, 10]}}, "preprocess"),
 ])

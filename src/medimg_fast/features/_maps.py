@@ -25,8 +25,24 @@ Families
     (the entering plane's pairs added, the leaving plane's removed).  A pair counts
     when both its voxels lie in the window, as in a crop.
 
-Not provided: ``rlm``, ``ngt``, ``ngl`` (well defined in a window, as in a crop, but
-not implemented yet), and ``szm``/``dzm``: a zone of the ROI is cut by the window into
+``rlm``
+    The 16 GLRLM features, 13 directions (4 with ``dims="2D"``), averaged and merged;
+    a run is maximal within the window (cut by its faces, as in a crop).  Runs along
+    a direction with ``dx = 0`` lie in one x-plane and slide with the window; the
+    others are cut by the moving x faces and are counted anew per window.
+``ngt``
+    The 5 NGTDM features; a voxel's neighbourhood (distance 1, as
+    :func:`extract_features` counts it) holds the counted voxels *of the window*.
+``ngl``
+    The 17 NGLDM features (``ngldm_distance``, ``ngldm_alpha``), neighbours within the
+    window.
+
+The neighbourhood of a voxel near a window face is cut by the window, so NGTDM's
+``|i - A_k|`` and NGLDM's dependence of a voxel are not one value per image voxel:
+they are recomputed per row of windows from the row's slab (whose y and z faces are
+fixed along the row), and per window at its x faces (see :mod:`._maps_kernels`).
+
+Not provided: ``szm``/``dzm``: a zone of the ROI is cut by the window into
 pieces that are not zones of the image, so the window's "zones" depend on where the
 window falls rather than on the texture; the distance zones also need the distance to
 the ROI edge, which the window's cut faces would change.  They are refused with the
@@ -43,16 +59,20 @@ import numpy as np
 
 from ._extract import _check_inputs, _is_dask, _needs_processing, resolve_feature_backend
 from ._glcm import GLCM_FEATURES
+from ._glrlm import GLRLM_FEATURES
 from ._histogram import IH_TAGS, Discretisation
 from ._intensity import STAT_TAGS
+from ._ngldm import NGLDM_FEATURES
+from ._ngtdm import NGTDM_FEATURES
 from ._partials import roi_bbox
 from ._settings import FeatureSettings
 from ._texture import directions_2d, directions_3d
 
 __all__ = ["MAP_FAMILIES", "feature_maps", "map_feature_names", "write_feature_maps"]
 
-#: The families :func:`feature_maps` computes, in output order.
-MAP_FAMILIES = ("stat", "ih", "cm")
+#: The families :func:`feature_maps` computes, in output order (that of
+#: :func:`extract_features`).
+MAP_FAMILIES = ("stat", "ih", "cm", "rlm", "ngt", "ngl")
 
 _NOT_IN_WINDOW = {
     "szm": "zones are connected regions of the ROI; a window cuts them into pieces that "
@@ -62,9 +82,6 @@ _NOT_IN_WINDOW = {
     "morph": "morphology describes the whole ROI's shape, not a window's",
     "loc": "the local intensity peak is itself a 1 cm^3 window feature",
     "ivh": "the intensity-volume histogram is not part of the maps yet",
-    "rlm": "not implemented yet",
-    "ngt": "not implemented yet",
-    "ngl": "not implemented yet",
 }
 
 #: Rows of at least this many centre voxels use the multi-threaded kernels.
@@ -129,35 +146,50 @@ def map_feature_names(settings=None, *, dims="3D", families=None) -> list[str]:
             names += list(STAT_TAGS)
         elif fam == "ih":
             names += list(IH_TAGS)
-        else:
-            names += [f"cm_{n}_{a}" for a in _cm_aggregations(settings, dims)
-                      for n in GLCM_FEATURES]
+        elif fam == "ngt":
+            names += [f"ngt_{n}_{dims}" for n in NGTDM_FEATURES]
+        elif fam == "ngl":
+            names += [f"ngl_{n}_{dims}" for n in NGLDM_FEATURES]
+        else:  # the directional families: cm, rlm
+            base = GLCM_FEATURES if fam == "cm" else GLRLM_FEATURES
+            names += [f"{fam}_{n}_{a}" for a in _cm_aggregations(settings, dims)
+                      for n in base]
     return names
 
 
 class _Plan:
     """Everything a block needs: radii, discretisation, directions, what to compute."""
 
-    def __init__(self, radii, disc, dirs, families, cm_aggs, dtype):
+    def __init__(self, radii, disc, dims, families, settings, dtype):
         self.radii = radii
         self.disc = disc
-        self.dirs = dirs
+        self.dirs = (directions_2d if dims == "2D" else directions_3d)(settings.glcm_distance)
+        # GLRLM: unit steps, those with dx = 0 first (their runs slide with the window)
+        rlm = (directions_2d if dims == "2D" else directions_3d)(1)
+        self.rlm_dirs = np.ascontiguousarray(np.concatenate([rlm[rlm[:, 2] == 0],
+                                                             rlm[rlm[:, 2] != 0]]))
+        self.rlm_fixed = int(np.count_nonzero(rlm[:, 2] == 0))
+        self.ngl_distance = int(settings.ngldm_distance)
+        self.ngl_alpha = int(settings.ngldm_alpha)
         self.families = families
-        self.want_avg = any(a.endswith("_avg") for a in cm_aggs)
-        self.want_comb = any(a.endswith("_comb") for a in cm_aggs)
+        aggs = _cm_aggregations(settings, dims)
+        self.want_avg = any(a.endswith("_avg") for a in aggs)
+        self.want_comb = any(a.endswith("_comb") for a in aggs)
         self.dtype = dtype
-        self.n_out = ((len(STAT_TAGS) if "stat" in families else 0)
-                      + (len(IH_TAGS) if "ih" in families else 0)
-                      + (len(GLCM_FEATURES) * len(cm_aggs) if "cm" in families else 0))
+        self.sizes = {"stat": len(STAT_TAGS), "ih": len(IH_TAGS),
+                      "cm": len(GLCM_FEATURES) * len(aggs),
+                      "rlm": len(GLRLM_FEATURES) * len(aggs),
+                      "ngt": len(NGTDM_FEATURES), "ngl": len(NGLDM_FEATURES)}
+        self.n_out = sum(self.sizes[f] for f in families)
         w = (2 * radii[0] + 1) * (2 * radii[1] + 1) * (2 * radii[2] + 1)
         # largest count a window matrix can hold: every window voxel pairs in every
         # direction, twice (symmetric), all directions merged
-        self.max_count = 2 * w * (len(dirs) + 1) + 1
+        self.max_count = 2 * w * (len(self.dirs) + 1) + 1
 
     def block(self, values, levels, centres):
         """``(n_out, *centres.shape)`` maps of a haloed block (see
         :mod:`._maps_kernels`)."""
-        from ._maps_kernels import compiled
+        from ._maps_kernels import compiled, compiled_texture
 
         glcm_maps, stat_maps, ih_maps, _ = compiled()
         rz, ry, rx = self.radii
@@ -170,21 +202,31 @@ class _Plan:
             return out.astype(self.dtype, copy=False)
         par = int(np.count_nonzero(centres) >= _PARALLEL_MIN)
         levels = np.ascontiguousarray(levels, dtype=np.int32)
+        ng = self.disc.n_levels
         at = 0
-        if "stat" in self.families:
-            n = len(STAT_TAGS)
-            stat_maps[par](np.ascontiguousarray(values, dtype=np.float64), levels, centres,
-                           rz, ry, rx, out[at:at + n])
-            at += n
-        if "ih" in self.families:
-            n = len(IH_TAGS)
-            ih_maps[par](levels, centres, rz, ry, rx, self.disc.n_levels, out[at:at + n])
-            at += n
-        if "cm" in self.families:
-            log2i = np.zeros(self.max_count)
-            log2i[1:] = np.log2(np.arange(1, self.max_count, dtype=np.float64))
-            glcm_maps[par](levels, centres, self.dirs, rz, ry, rx, self.disc.n_levels,
-                           self.want_avg, self.want_comb, log2i, out[at:])
+        for fam in self.families:
+            part = out[at:at + self.sizes[fam]]
+            at += self.sizes[fam]
+            if fam == "stat":
+                stat_maps[par](np.ascontiguousarray(values, dtype=np.float64), levels,
+                               centres, rz, ry, rx, part)
+            elif fam == "ih":
+                ih_maps[par](levels, centres, rz, ry, rx, ng, part)
+            elif fam == "cm":
+                log2i = np.zeros(self.max_count)
+                log2i[1:] = np.log2(np.arange(1, self.max_count, dtype=np.float64))
+                glcm_maps[par](levels, centres, self.dirs, rz, ry, rx, ng, self.want_avg,
+                               self.want_comb, log2i, part)
+            else:
+                ngt_maps, ngl_maps, rlm_maps, _, _ = compiled_texture()
+                if fam == "rlm":
+                    rlm_maps[par](levels, centres, self.rlm_dirs, self.rlm_fixed, rz, ry, rx,
+                                  ng, self.want_avg, self.want_comb, part)
+                elif fam == "ngt":
+                    ngt_maps[par](levels, centres, rz, ry, rx, ng, part)
+                else:
+                    ngl_maps[par](levels, centres, rz, ry, rx, ng, self.ngl_distance,
+                                  self.ngl_alpha, part)
         return out.astype(self.dtype, copy=False)
 
 
@@ -210,7 +252,8 @@ def feature_maps(image, mask=None, *, spacing=None, settings=None, radius=1, rad
         Voxel size in mm (for ``radius_mm``); default 1.
     settings : FeatureSettings or dict, optional
         Discretisation (``bin_width``/``bin_min`` or ``bin_count``, applied once over
-        the whole ROI), ``glcm_distance``, ``glcm_aggregations`` and, when
+        the whole ROI), ``glcm_distance``, ``glcm_aggregations`` (also GLRLM's, as in
+        :func:`extract_features`), ``ngldm_distance``, ``ngldm_alpha`` and, when
         ``families`` is None, the families.  Image processing (resampling,
         re-segmentation) is not applied to maps and is refused.
     radius : int
@@ -222,9 +265,10 @@ def feature_maps(image, mask=None, *, spacing=None, settings=None, radius=1, rad
         False: every in-image voxel of the window counts (discretised with the
         global discretisation, clipped to its levels).
     dims : {"3D", "2D"}
-        "3D": cubic windows, 13 GLCM directions (tags ``_3D_avg``/``_3D_comb``); "2D":
-        in-plane windows ``1 x (2r+1)^2``, 4 directions (tags ``_2D_avg``/``_2D_comb``).
-    families : sequence of {"stat", "ih", "cm"}, optional
+        "3D": cubic windows, 13 GLCM/GLRLM directions (tags ``_3D_avg``/``_3D_comb``,
+        ``_3D`` for ``ngt``/``ngl``); "2D": in-plane windows ``1 x (2r+1)^2``, 4
+        directions and in-plane neighbourhoods (tags ``_2D_avg``/``_2D_comb``, ``_2D``).
+    families : sequence of {"stat", "ih", "cm", "rlm", "ngt", "ngl"}, optional
         Default: those of ``settings.families``.
     backend : {"auto", "numba", "cupy"}
         The maps run on the numba kernels (a CuPy image is copied to the host);
@@ -292,16 +336,14 @@ def feature_maps(image, mask=None, *, spacing=None, settings=None, radius=1, rad
         mask = None if mask is None else mask[None]
         spacing = (1.0,) + spacing
     radii = _radii(radius, radius_mm, spacing, dims)
-    cm_aggs = _cm_aggregations(settings, dims)
-    dirs = (directions_2d if dims == "2D" else directions_3d)(settings.glcm_distance)
     image = _host(image)
     mask = _host(mask)
     is_dask = _is_dask(image) or _is_dask(mask)
     if is_dask:
-        maps = _dask_maps(image, mask, settings, radii, dirs, fams, cm_aggs, masked_window,
+        maps = _dask_maps(image, mask, settings, radii, dims, fams, masked_window,
                           np.dtype(dtype))
     else:
-        maps = _numpy_maps(np.asarray(image), mask, settings, radii, dirs, fams, cm_aggs,
+        maps = _numpy_maps(np.asarray(image), mask, settings, radii, dims, fams,
                            masked_window, np.dtype(dtype))
     names = map_feature_names(settings, dims=dims, families=fams)
     if squeeze:
@@ -315,14 +357,14 @@ def _host(x):
     return x
 
 
-def _numpy_maps(image, mask, settings, radii, dirs, fams, cm_aggs, masked, dtype):
+def _numpy_maps(image, mask, settings, radii, dims, fams, masked, dtype):
     mask = np.ones(image.shape, bool) if mask is None else np.asarray(mask, bool)
     box = roi_bbox(mask)
     if box is None:
         raise ValueError("the ROI is empty: `mask` selects no voxel")
     roi = image[mask]
     disc = Discretisation.from_settings(settings, float(roi.min()), float(roi.max()))
-    plan = _Plan(radii, disc, dirs, fams, cm_aggs, dtype)
+    plan = _Plan(radii, disc, dims, fams, settings, dtype)
     # the ROI's box plus the window's reach, zero-padded where that leaves the image
     outer = tuple(slice(max(b.start - r, 0), min(b.stop + r, n))
                   for b, r, n in zip(box, radii, image.shape))
@@ -338,7 +380,7 @@ def _numpy_maps(image, mask, settings, radii, dirs, fams, cm_aggs, masked, dtype
     return list(out)
 
 
-def _dask_maps(image, mask, settings, radii, dirs, fams, cm_aggs, masked, dtype):
+def _dask_maps(image, mask, settings, radii, dims, fams, masked, dtype):
     import dask
     import dask.array as da
 
@@ -358,7 +400,7 @@ def _dask_maps(image, mask, settings, radii, dirs, fams, cm_aggs, masked, dtype)
     if n_roi == 0:
         raise ValueError("the ROI is empty: `mask` selects no voxel")
     disc = Discretisation.from_settings(settings, float(vmin), float(vmax))
-    plan = _Plan(radii, disc, dirs, fams, cm_aggs, dtype)
+    plan = _Plan(radii, disc, dims, fams, settings, dtype)
     counted = mask if masked else da.ones(image.shape, dtype=bool, chunks=image.chunks)
     levels = da.map_blocks(lambda i, m: _discretise(plan, i, m), image, counted,
                            dtype=np.int32)

@@ -30,7 +30,8 @@ import functools
 
 import numpy as np
 
-__all__ = ["GLCM_NFEAT", "IH_NFEAT", "STAT_NFEAT", "compiled"]
+__all__ = ["GLCM_NFEAT", "IH_NFEAT", "NGL_NFEAT", "NGT_NFEAT", "RLM_NFEAT", "STAT_NFEAT",
+           "compiled", "compiled_texture"]
 
 GLCM_NFEAT = 25
 STAT_NFEAT = 18
@@ -545,3 +546,531 @@ def compiled():
                numba.njit(cache=True, nogil=True, parallel=True)(_ih_maps))
 
     return glcm_maps, stat_maps, ih_maps, _glcm_formulas
+
+
+#: Features per window of the neighbourhood families and of the run lengths.
+NGT_NFEAT = 5
+NGL_NFEAT = 17
+RLM_NFEAT = 16
+EMPHASIS_NFEAT = 16
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_texture():
+    """``(ngt_maps, ngl_maps, rlm_maps, ngt_formulas, emphasis_formulas)``, compiled on
+    first use; each map kernel as ``(serial, parallel)``.
+
+    The neighbourhood families (``ngt``, ``ngl``) count each window voxel's neighbours
+    *within the window* (the window is a crop), so a voxel within the neighbourhood
+    distance of a window face has a quantity of its own for every window that cuts it:
+    per-image quantities windowed by inclusion/exclusion would be those of the uncut
+    neighbourhood and are not used.  Along a row the window's y and z faces do not move,
+    so each row first computes, for every voxel of its slab (the rows' windows'
+    z and y extent, every x the windows reach), its neighbour counts per x offset ``dx``
+    clipped to the slab's y/z faces; a window then adds, per voxel, the offsets that its
+    x faces keep.  Sliding the window by ``s`` changes only the planes that enter,
+    leave, or lie within the distance of an old or a new x face (``2 (s + 2 delta)``
+    plane updates): it slides when that is fewer than the ``2 rx + 1`` planes of a
+    rebuild (radius above 2 at distance 1), else rebuilds.  The counts are integers
+    (NGTDM: ``n_i`` and, per neighbour count ``W``, the integer numerators
+    ``sum |i W - sum_neighbours|``), so a window's counts, and its features, do not
+    depend on the path.
+
+    Run lengths: runs along a direction with ``dx = 0`` lie in one x-plane and are not
+    cut by the x faces, so their counts slide plane by plane; the runs along the other
+    directions (9 of 13 in 3-D, 3 of 4 in 2-D) are cut by the moving x faces and are
+    counted anew in every window.
+    """
+    import numba
+
+    nan = np.nan
+
+    # -- shared formulas ------------------------------------------------------------
+    @numba.njit(cache=True, nogil=True)
+    def _emphasis(m, nrow, ncol, n_voxels, mi, mj, res):
+        """:func:`._texture.emphasis_features` of the integer matrix ``m[:nrow, :ncol]``
+        (grey level ``i = row + 1``, count ``j = column + 1``) into ``res[:16]``;
+        ``n_voxels < 0``: ``Nv = sum j m``."""
+        n_s = 0
+        n_v = 0
+        for a in range(nrow):
+            mi[a] = 0
+        for b in range(ncol):
+            mj[b] = 0
+        for a in range(nrow):
+            for b in range(ncol):
+                c = m[a, b]
+                if c != 0:
+                    n_s += c
+                    n_v += c * (b + 1)
+                    mi[a] += c
+                    mj[b] += c
+        if n_s <= 0:
+            for f in range(EMPHASIS_NFEAT):
+                res[f] = nan
+            return
+        ns = np.float64(n_s)
+        nv = np.float64(n_v) if n_voxels < 0 else n_voxels
+        sre = 0.0
+        lre = 0.0
+        lgre = 0.0
+        hgre = 0.0
+        srlge = 0.0
+        srhge = 0.0
+        lrlge = 0.0
+        lrhge = 0.0
+        mu_i = 0.0
+        mu_j = 0.0
+        ent = 0.0
+        for a in range(nrow):
+            if mi[a] == 0:
+                continue
+            i = a + 1.0
+            i2 = i * i
+            for b in range(ncol):
+                c = m[a, b]
+                if c == 0:
+                    continue
+                cf = np.float64(c)
+                j = b + 1.0
+                j2 = j * j
+                sre += cf * (1.0 / j2)
+                lre += cf * j2
+                lgre += cf * (1.0 / i2)
+                hgre += cf * i2
+                srlge += cf * (1.0 / (i2 * j2))
+                srhge += cf * (i2 / j2)
+                lrlge += cf * (j2 / i2)
+                lrhge += cf * (i2 * j2)
+                p = cf / ns
+                mu_i += i * p
+                mu_j += j * p
+                ent += p * np.log2(p)
+        var_i = 0.0
+        var_j = 0.0
+        for a in range(nrow):
+            if mi[a] == 0:
+                continue
+            for b in range(ncol):
+                c = m[a, b]
+                if c == 0:
+                    continue
+                p = np.float64(c) / ns
+                di = a + 1.0 - mu_i
+                dj = b + 1.0 - mu_j
+                var_i += di * di * p
+                var_j += dj * dj * p
+        gl_nu = 0.0
+        for a in range(nrow):
+            f = np.float64(mi[a])
+            gl_nu += f * f
+        j_nu = 0.0
+        for b in range(ncol):
+            f = np.float64(mj[b])
+            j_nu += f * f
+        res[0] = sre / ns
+        res[1] = lre / ns
+        res[2] = lgre / ns
+        res[3] = hgre / ns
+        res[4] = srlge / ns
+        res[5] = srhge / ns
+        res[6] = lrlge / ns
+        res[7] = lrhge / ns
+        res[8] = gl_nu / ns
+        res[9] = gl_nu / ns ** 2
+        res[10] = j_nu / ns
+        res[11] = j_nu / ns ** 2
+        res[12] = ns / nv if nv > 0 else nan
+        res[13] = var_i
+        res[14] = var_j
+        res[15] = -ent
+
+    @numba.njit(cache=True, nogil=True)
+    def _ngt_formulas(n, num, ng, ncnt, lv, p, sv, res):
+        """:func:`._ngtdm.ngtdm_features` of the window counts: ``n[i]`` voxels of level
+        ``i + 1`` with a neighbour, ``num[i, w]`` the integer sum of ``|(i + 1) w -
+        sum of the w neighbours' levels|`` over those with ``w`` neighbours (``s_i =
+        sum_w num[i, w] / w``)."""
+        n_vc = 0
+        for a in range(ng):
+            n_vc += n[a]
+        if n_vc <= 0:
+            for f in range(NGT_NFEAT):
+                res[f] = nan
+            return
+        nvc = np.float64(n_vc)
+        n_gp = 0
+        sum_ps = 0.0
+        sum_s = 0.0
+        for a in range(ng):
+            if n[a] == 0:
+                continue
+            s = 0.0
+            for w in range(1, ncnt):
+                if num[a, w] != 0:
+                    s += num[a, w] / np.float64(w)
+            lv[n_gp] = a + 1.0
+            p[n_gp] = n[a] / nvc
+            sv[n_gp] = s
+            sum_ps += p[n_gp] * s
+            sum_s += s
+            n_gp += 1
+        pp_d2 = 0.0
+        busy_den = 0.0
+        compl = 0.0
+        strength = 0.0
+        for u in range(n_gp):
+            for t in range(u + 1, n_gp):
+                d = lv[u] - lv[t]
+                d2 = d * d
+                pp_d2 += p[u] * p[t] * d2
+                busy_den += abs(lv[u] * p[u] - lv[t] * p[t])
+                compl += abs(d) * (p[u] * sv[u] + p[t] * sv[t]) / (p[u] + p[t])
+                strength += (p[u] + p[t]) * d2
+        # every sum over ordered pairs (i, j) is twice that over i < j (i = j adds 0)
+        if n_gp > 1:
+            contrast = 2.0 * pp_d2 / (n_gp * (n_gp - 1)) * sum_s / nvc
+            busyness = sum_ps / (2.0 * busy_den) if busy_den > 0 else nan
+        else:
+            contrast = 0.0
+            busyness = 0.0
+        res[0] = 1.0 / sum_ps if sum_ps > 0 else 1.0e6   # coarseness (IBSI cap)
+        res[1] = contrast
+        res[2] = busyness
+        res[3] = 2.0 * compl / nvc                       # complexity
+        res[4] = 2.0 * strength / sum_s if sum_s > 0 else 0.0
+
+    # -- transitions of a row's window along x -----------------------------------------
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _plane_changes(p, xlo_o, xlo_n, w, delta):
+        """Whether plane ``p``'s contribution differs between the windows ``[xlo_o,
+        xlo_o + w]`` and ``[xlo_n, xlo_n + w]`` (it enters, leaves, or lies within
+        ``delta`` of a face of either)."""
+        xhi_o = xlo_o + w
+        xhi_n = xlo_n + w
+        if p < xlo_n or p > xhi_o:
+            return True
+        return p < xlo_o + delta or p > xhi_o - delta or p < xlo_n + delta or p > xhi_n - delta
+
+    @numba.njit(cache=True, nogil=True)
+    def _slide_pays(xlo_o, xlo_n, w, delta):
+        ops = 0
+        for p in range(xlo_o, xlo_n + w + 1):
+            if _plane_changes(p, xlo_o, xlo_n, w, delta):
+                ops += (p <= xlo_o + w) + (p >= xlo_n)
+        return ops < w + 1
+
+    # -- NGTDM --------------------------------------------------------------------------
+    @numba.njit(cache=True, nogil=True)
+    def _ngt_plane(lev, csum, ccnt, first, p, xlo, xhi, zlo, nzs, ylo, nys, s, n, num):
+        """Add (``s=+1``) or remove (``-1``) the voxels of plane ``p`` of the window
+        ``[xlo, xhi]``: neighbour sum and count from the slab's column sums, the
+        columns beyond the window's x faces left out."""
+        t = p - first
+        for a in range(nzs):
+            for b in range(nys):
+                g = lev[zlo + a, ylo + b, p]
+                if g == 0:
+                    continue
+                tot = csum[a, b, t] - g
+                cnt = ccnt[a, b, t] - 1
+                if p > xlo:
+                    tot += csum[a, b, t - 1]
+                    cnt += ccnt[a, b, t - 1]
+                if p < xhi:
+                    tot += csum[a, b, t + 1]
+                    cnt += ccnt[a, b, t + 1]
+                if cnt > 0:
+                    n[g - 1] += s
+                    num[g - 1, cnt] += s * abs(g * cnt - tot)
+
+    def _ngt_maps(lev, centres, rz, ry, rx, ng, out):
+        """The 5 ``ngt_*`` features (:data:`._ngtdm.NGTDM_FEATURES` order) of each
+        window, neighbourhood distance 1, neighbours within the window."""
+        cz, cy, cx = centres.shape
+        nzs = 2 * rz + 1
+        nys = 2 * ry + 1
+        w = 2 * rx
+        ncnt = 27
+        for row in numba.prange(cz * cy):
+            z = row // cy
+            y = row % cy
+            first = -1
+            last = -1
+            for x in range(cx):
+                if centres[z, y, x]:
+                    if first < 0:
+                        first = x
+                    last = x
+            if first < 0:
+                continue
+            span = last + w - first + 1
+            # column sums of the slab: for each slab voxel (a, b) and column x, the sum
+            # and count of the levels of its (dz, dy) neighbours within the slab
+            csum = np.zeros((nzs, nys, span), np.int64)
+            ccnt = np.zeros((nzs, nys, span), np.int64)
+            for a in range(nzs):
+                za = max(a - 1, 0)
+                zb = min(a + 1, nzs - 1)
+                for b in range(nys):
+                    ya = max(b - 1, 0)
+                    yb = min(b + 1, nys - 1)
+                    for t in range(span):
+                        xx = first + t
+                        sm = 0
+                        ct = 0
+                        for z2 in range(za, zb + 1):
+                            for y2 in range(ya, yb + 1):
+                                h = lev[z + z2, y + y2, xx]
+                                sm += h
+                                ct += h > 0
+                        csum[a, b, t] = sm
+                        ccnt[a, b, t] = ct
+            n = np.zeros(ng, np.int64)
+            num = np.zeros((ng, ncnt), np.int64)
+            lv = np.empty(ng)
+            pr = np.empty(ng)
+            sv = np.empty(ng)
+            res = np.empty(NGT_NFEAT)
+            cur = -1
+            for x in range(first, last + 1):
+                if not centres[z, y, x]:
+                    continue
+                if cur >= 0 and _slide_pays(cur, x, w, 1):
+                    for p in range(cur, x + w + 1):
+                        if _plane_changes(p, cur, x, w, 1):
+                            if p <= cur + w:
+                                _ngt_plane(lev, csum, ccnt, first, p, cur, cur + w, z, nzs,
+                                           y, nys, -1, n, num)
+                            if p >= x:
+                                _ngt_plane(lev, csum, ccnt, first, p, x, x + w, z, nzs, y,
+                                           nys, 1, n, num)
+                else:
+                    n[:] = 0
+                    num[:, :] = 0
+                    for p in range(x, x + w + 1):
+                        _ngt_plane(lev, csum, ccnt, first, p, x, x + w, z, nzs, y, nys, 1,
+                                   n, num)
+                cur = x
+                _ngt_formulas(n, num, ng, ncnt, lv, pr, sv, res)
+                for f in range(NGT_NFEAT):
+                    out[f, z, y, x] = res[f]
+
+    ngt_maps = (numba.njit(cache=True, nogil=True)(_ngt_maps),
+                numba.njit(cache=True, nogil=True, parallel=True)(_ngt_maps))
+
+    # -- NGLDM --------------------------------------------------------------------------
+    @numba.njit(cache=True, nogil=True)
+    def _ngl_plane(lev, dep, first, p, xlo, xhi, zlo, nzs, ylo, nys, delta, s, m):
+        """Add or remove the voxels of plane ``p`` of the window ``[xlo, xhi]``: their
+        dependence, the slab's per-``dx`` dependences that the x faces keep."""
+        t = p - first
+        lo = max(-delta, xlo - p)
+        hi = min(delta, xhi - p)
+        for a in range(nzs):
+            for b in range(nys):
+                g = lev[zlo + a, ylo + b, p]
+                if g == 0:
+                    continue
+                k = 0
+                for dx in range(lo, hi + 1):
+                    k += dep[a, b, t, dx + delta]
+                m[g - 1, k] += s
+
+    def _ngl_maps(lev, centres, rz, ry, rx, ng, delta, alpha, out):
+        """The 17 ``ngl_*`` features (:data:`._ngldm.NGLDM_FEATURES` order) of each
+        window's dependence matrix, neighbours within ``delta`` and within the window."""
+        cz, cy, cx = centres.shape
+        nzs = 2 * rz + 1
+        nys = 2 * ry + 1
+        w = 2 * rx
+        nd = 2 * delta + 1
+        ncol = nd * nd * nd
+        for row in numba.prange(cz * cy):
+            z = row // cy
+            y = row % cy
+            first = -1
+            last = -1
+            for x in range(cx):
+                if centres[z, y, x]:
+                    if first < 0:
+                        first = x
+                    last = x
+            if first < 0:
+                continue
+            span = last + w - first + 1
+            # dependences per x offset of every slab voxel, clipped to the slab's faces
+            dep = np.zeros((nzs, nys, span, nd), np.int32)
+            for a in range(nzs):
+                za = max(a - delta, 0)
+                zb = min(a + delta, nzs - 1)
+                for b in range(nys):
+                    ya = max(b - delta, 0)
+                    yb = min(b + delta, nys - 1)
+                    for t in range(span):
+                        g = lev[z + a, y + b, first + t]
+                        if g == 0:
+                            continue
+                        for dx in range(-delta, delta + 1):
+                            if t + dx < 0 or t + dx >= span:
+                                continue
+                            k = 0
+                            for z2 in range(za, zb + 1):
+                                for y2 in range(ya, yb + 1):
+                                    h = lev[z + z2, y + y2, first + t + dx]
+                                    if h != 0 and abs(h - g) <= alpha:
+                                        k += 1
+                            if dx == 0:
+                                k -= 1  # the voxel itself
+                            dep[a, b, t, dx + delta] = k
+            m = np.zeros((ng, ncol), np.int64)
+            mi = np.empty(ng, np.int64)
+            mj = np.empty(ncol, np.int64)
+            res = np.empty(EMPHASIS_NFEAT)
+            cur = -1
+            for x in range(first, last + 1):
+                if not centres[z, y, x]:
+                    continue
+                if cur >= 0 and _slide_pays(cur, x, w, delta):
+                    for p in range(cur, x + w + 1):
+                        if _plane_changes(p, cur, x, w, delta):
+                            if p <= cur + w:
+                                _ngl_plane(lev, dep, first, p, cur, cur + w, z, nzs, y, nys,
+                                           delta, -1, m)
+                            if p >= x:
+                                _ngl_plane(lev, dep, first, p, x, x + w, z, nzs, y, nys,
+                                           delta, 1, m)
+                else:
+                    m[:, :] = 0
+                    for p in range(x, x + w + 1):
+                        _ngl_plane(lev, dep, first, p, x, x + w, z, nzs, y, nys, delta, 1, m)
+                cur = x
+                n_s = 0
+                for a in range(ng):
+                    for b in range(ncol):
+                        n_s += m[a, b]
+                # one neighbourhood per voxel: Nv = Ns
+                _emphasis(m, ng, ncol, np.float64(n_s), mi, mj, res)
+                for f in range(EMPHASIS_NFEAT):
+                    out[f, z, y, x] = res[f]
+                energy = 0.0
+                nsf = np.float64(n_s)
+                for a in range(ng):
+                    for b in range(ncol):
+                        if m[a, b] != 0:
+                            q = m[a, b] / nsf
+                            energy += q * q
+                out[16, z, y, x] = energy if n_s > 0 else nan  # dc_energy
+
+    ngl_maps = (numba.njit(cache=True, nogil=True)(_ngl_maps),
+                numba.njit(cache=True, nogil=True, parallel=True)(_ngl_maps))
+
+    # -- GLRLM --------------------------------------------------------------------------
+    @numba.njit(cache=True, nogil=True)
+    def _count_runs(lev, dirs, k0, k1, zlo, zhi, ylo, yhi, xlo, xhi, plo, phi, s, cnt):
+        """Add (``s``) the runs along directions ``k0..k1 - 1`` of the window
+        ``[zlo, zhi] x [ylo, yhi] x [xlo, xhi]`` that start in x-planes ``plo..phi``:
+        a run starts where the previous voxel along the direction leaves the window
+        or has another level."""
+        for k in range(k0, k1):
+            dz = dirs[k, 0]
+            dy = dirs[k, 1]
+            dx = dirs[k, 2]
+            for z in range(zlo, zhi + 1):
+                for y in range(ylo, yhi + 1):
+                    for x in range(plo, phi + 1):
+                        a = lev[z, y, x]
+                        if a == 0:
+                            continue
+                        pz = z - dz
+                        py = y - dy
+                        px = x - dx
+                        if (zlo <= pz <= zhi and ylo <= py <= yhi and xlo <= px <= xhi
+                                and lev[pz, py, px] == a):
+                            continue
+                        n = 1
+                        qz = z + dz
+                        qy = y + dy
+                        qx = x + dx
+                        while (zlo <= qz <= zhi and ylo <= qy <= yhi and xlo <= qx <= xhi
+                               and lev[qz, qy, qx] == a):
+                            n += 1
+                            qz += dz
+                            qy += dy
+                            qx += dx
+                        cnt[k, a - 1, n - 1] += s
+
+    def _rlm_maps(lev, centres, dirs, n_fixed, rz, ry, rx, ng, want_avg, want_comb, out):
+        """The 16 ``rlm_*`` features (:data:`._glrlm.GLRLM_FEATURES` order) of each
+        window, averaged over ``dirs`` (``want_avg``) then of their merged matrix
+        (``want_comb``).  ``dirs[:n_fixed]`` have ``dx = 0`` (slid), the rest are
+        counted per window."""
+        cz, cy, cx = centres.shape
+        nd = dirs.shape[0]
+        w = 2 * rx
+        nlen = max(2 * rz + 1, 2 * ry + 1, 2 * rx + 1)
+        comb_at = EMPHASIS_NFEAT if want_avg else 0
+        for row in numba.prange(cz * cy):
+            z = row // cy
+            y = row % cy
+            first = -1
+            for x in range(cx):
+                if centres[z, y, x]:
+                    first = x
+                    break
+            if first < 0:
+                continue
+            zlo, zhi, ylo, yhi = z, z + 2 * rz, y, y + 2 * ry
+            cnt = np.zeros((nd, ng, nlen), np.int64)
+            comb = np.empty((ng, nlen), np.int64)
+            mi = np.empty(ng, np.int64)
+            mj = np.empty(nlen, np.int64)
+            res = np.empty(EMPHASIS_NFEAT)
+            acc = np.empty(EMPHASIS_NFEAT)
+            cur = -1
+            for x in range(first, cx):
+                if not centres[z, y, x]:
+                    continue
+                if cur >= 0 and 2 * (x - cur) <= w:  # cheaper than a rebuild
+                    for p in range(cur, x):
+                        _count_runs(lev, dirs, 0, n_fixed, zlo, zhi, ylo, yhi, p, p, p, p,
+                                    -1, cnt)
+                    for p in range(cur + w + 1, x + w + 1):
+                        _count_runs(lev, dirs, 0, n_fixed, zlo, zhi, ylo, yhi, p, p, p, p,
+                                    1, cnt)
+                else:
+                    cnt[:n_fixed] = 0
+                    for p in range(x, x + w + 1):
+                        _count_runs(lev, dirs, 0, n_fixed, zlo, zhi, ylo, yhi, p, p, p, p,
+                                    1, cnt)
+                cnt[n_fixed:] = 0
+                _count_runs(lev, dirs, n_fixed, nd, zlo, zhi, ylo, yhi, x, x + w, x, x + w,
+                            1, cnt)
+                cur = x
+                if want_avg:
+                    used = 0
+                    for f in range(EMPHASIS_NFEAT):
+                        acc[f] = 0.0
+                    for k in range(nd):
+                        _emphasis(cnt[k], ng, nlen, -1.0, mi, mj, res)
+                        if np.isnan(res[0]):
+                            continue  # an empty direction is left out of the average
+                        used += 1
+                        for f in range(EMPHASIS_NFEAT):
+                            acc[f] += res[f]
+                    for f in range(EMPHASIS_NFEAT):
+                        out[f, z, y, x] = acc[f] / used if used > 0 else nan
+                if want_comb:
+                    comb[:, :] = 0
+                    for k in range(nd):
+                        for a in range(ng):
+                            for b in range(nlen):
+                                comb[a, b] += cnt[k, a, b]
+                    _emphasis(comb, ng, nlen, -1.0, mi, mj, res)
+                    for f in range(EMPHASIS_NFEAT):
+                        out[comb_at + f, z, y, x] = res[f]
+
+    rlm_maps = (numba.njit(cache=True, nogil=True)(_rlm_maps),
+                numba.njit(cache=True, nogil=True, parallel=True)(_rlm_maps))
+
+    return ngt_maps, ngl_maps, rlm_maps, _ngt_formulas, _emphasis
