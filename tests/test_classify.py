@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 
+from medimg_fast import classify
 from medimg_fast.classify import MODELS, load_model, save_model, train
 
 
@@ -127,3 +128,51 @@ def test_validation(rng):
         train(X, y[:-1])
     with pytest.raises(ValueError, match="two classes"):
         train(X, np.zeros(len(y)))
+
+
+def test_near_perfect_cv_is_flagged_with_the_features_that_carry_it(rng):
+    n = 40
+    y = np.array(["a", "b"] * (n // 2))
+    table = {"stat_mean": rng.normal(size=n), "morph_ring": (y == "b") * 5.0 + rng.normal(size=n) * 0.1}
+    result = classify.train(table, y, cv=4)
+    assert result.metrics["roc_auc"] > 0.98
+    (warning,) = result.warnings
+    assert "near-perfect" in warning and "morph_ring (AUC 1.000)" in warning
+    assert "stat_mean" not in warning and "['morph']" in warning
+    # Independent reference for the univariate AUC: scikit-learn on the raw column.
+    from sklearn.metrics import roc_auc_score
+
+    auc = classify.univariate_auc(np.column_stack([table["stat_mean"]]), y, ["stat_mean"])
+    ref = roc_auc_score(y == "b", table["stat_mean"])
+    assert auc["stat_mean"] == pytest.approx(max(ref, 1 - ref))
+
+
+def test_train_from_table_names_dropped_features_and_offers_imputation(rng, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from medimg_fast.demo import train_from_table
+
+    n = 40
+    y = np.array(["a", "b"] * (n // 2))
+    gappy = rng.normal(size=n) + (y == "b")
+    gappy[3] = np.nan
+    table = pd.DataFrame({"path": [f"/d/{i}.nii" for i in range(n)], "label": y,
+                          "patient_id": [f"P{i // 2}" for i in range(n)],
+                          "stat_mean": rng.normal(size=n) + (y == "b"),
+                          "ih_constant": np.ones(n), "cm_gappy": gappy,
+                          "time_total_s": rng.random(n)})
+    training, model_dir = train_from_table(table, cv=4, out_dir=tmp_path / "m")
+    assert training.feature_names == ["stat_mean"]
+    text = " | ".join(training.warnings)
+    assert "1 constant feature(s) dropped: ih_constant" in text
+    assert "1 non-finite feature(s) dropped: cm_gappy; pass --impute" in text
+    assert "'patient_id' looks like a subject identifier" in text
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["dropped_features"] == {"constant": ["ih_constant"], "non-finite": ["cm_gappy"]}
+    assert card["label_column"] == "label" and card["group_column"] is None
+    assert card["warnings"] == training.warnings and len(card["training_rows"]) == n
+    imputed, _ = train_from_table(table, cv=4, impute=True, group="patient_id")
+    assert imputed.feature_names == ["stat_mean", "cm_gappy"]
+    assert not any("subject identifier" in w for w in imputed.warnings)

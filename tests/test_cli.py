@@ -78,6 +78,10 @@ def test_features_records_the_corrupt_volume_and_exits_1(archive, features_run):
     assert row["stat_mean"] == pytest.approx(image[mask].mean(), rel=1e-9)
     assert row["morph_volume"] > 0
     assert set(table["label"]) == {"smooth", "speckled"}
+    # Outside a terminal: one progress line per volume on stderr; timings in the table.
+    assert proc.stderr.count("archive: [") == 9, proc.stderr
+    assert (table["time_total_s"] > 0).all() and (table["megavoxels_per_s"] > 0).all()
+    assert errors.loc[0, "time_read_s"] >= 0
 
 
 def test_features_rerun_resumes(archive, features_run):
@@ -86,7 +90,9 @@ def test_features_rerun_resumes(archive, features_run):
     proc = cli("--json", "features", manifest, "--out", out, "--workers", 1,
                "--bin-width", 10, "--quiet")
     assert proc.returncode == 1, proc.stderr
-    assert json.loads(proc.stdout)["skipped"] == 9
+    summary = json.loads(proc.stdout)
+    assert summary["skipped"] == summary["reused"] == 9
+    assert proc.stderr == ""  # --quiet: nothing from Dask either
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +148,12 @@ def test_run_writes_report_with_existing_images(archive, tmp_path):
     report = Path(summary["report"])
     text = report.read_text()
     import re
-    images = re.findall(r'<img src="([^"]+)"', text)
+    # Self-contained: every image embedded; copies named in data-file.
+    assert len(re.findall("<img ", text)) == len(re.findall('<img src="data:image/png', text))
+    images = re.findall(r'data-file="([^"]+)"', text)
     assert {"roc_curve.png", "confusion_matrix.png"} <= {Path(i).name for i in images}
-    assert all((report.parent / i).is_file() for i in images)
     assert "corrupt.nii.gz" in text
+    assert "Per-volume timings" in text and "time_features_s" in text
     assert (tmp_path / "model" / "model.skops").is_file()
 
 
@@ -316,16 +324,170 @@ def test_bad_feature_settings_in_the_config_are_usage_errors(tmp_path, toml, fra
 def test_features_from_a_config_with_ibsi_settings(archive, tmp_path):
     _, manifest, _ = archive
     config = tmp_path / "c.toml"
-    config.write_text('quiet = true\n[features]\nworkers = 1\n[features.settings]\n'
+    config.write_text('quiet = true\n[features]\nworkers = 1\nformat = "csv"\n'
+                      '[features.settings]\n'
                       'families = ["stat", "rlm", "szm"]\ntexture_dims = ["2D", "3D"]\n'
                       'bin_count = 8\ndiagnostics = true\n')
     out = tmp_path / "f"
     proc = cli("--config", config, "features", manifest, "--out", out)
     assert proc.returncode == 1, proc.stderr  # the corrupt volume is an error row
-    table = pd.read_parquet(out / "features.parquet")
+    assert not (out / "features.parquet").exists()
+    table = pd.read_csv(out / "features.csv")
     for column in ("rlm_sre_2D_avg", "rlm_sre_3D_comb", "szm_sze_2D", "szm_sze_3D",
                    "int_mask_vox_count_reseg_roi"):
         assert table[column].notna().all(), column
     stored = json.loads((out / "feature_settings.json").read_text())
     assert stored["texture_dims"] == ["2D", "3D"] and stored["families"] == ["stat", "rlm",
                                                                                "szm"]
+
+
+def test_predict_an_unlabelled_manifest_keeps_its_columns(archive, features_run, trained,
+                                                          tmp_path):
+    """Issue 12: no label column needed to predict; the manifest's columns are kept; a
+    prediction on the training table itself is flagged."""
+    root, manifest, _ = archive
+    out, _ = features_run
+    model, _ = trained
+    with open(manifest, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if "corrupt" not in r["path"]][:4]
+    new = tmp_path / "new.csv"
+    with open(new, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "mask", "site"])
+        for i, r in enumerate(rows):
+            writer.writerow([str(root / r["path"]), str(root / r["mask"]), f"site{i}"])
+    proc = cli("--json", "predict", model, new, "--out", tmp_path / "p.csv", "--workers", 1)
+    assert proc.returncode == 0, proc.stderr
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred["site"]) == ["site0", "site1", "site2", "site3"]
+    assert "label" not in pred.columns and "mask" in pred.columns
+    # Same features as the training table, so the same probabilities (and a warning).
+    table = pd.read_parquet(out / "features.parquet").set_index("path")
+    reference = cli("predict", model, out / "features.parquet", "--out", tmp_path / "t.csv")
+    assert "rows the model was trained on" in reference.stderr
+    by_path = pd.read_csv(tmp_path / "t.csv").set_index("path")
+    np.testing.assert_allclose(pred["probability_smooth"],
+                               by_path.loc[pred["path"], "probability_smooth"])
+    assert set(pred["path"]) <= set(table.index)
+    assert "rows the model was trained on" in json.loads(proc.stdout)["warnings"][0]
+
+
+def test_predict_refuses_whole_volumes_for_a_masked_model(archive, trained, tmp_path):
+    root, _, _ = archive
+    model, _ = trained
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "a.nii.gz").write_bytes(_a_nifti(root).read_bytes())
+    proc = cli("predict", model, folder, "--out", tmp_path / "p.csv")
+    assert proc.returncode == 2
+    assert "trained on features of masked ROIs" in _error_line(proc)
+
+
+def test_model_card_names_columns_and_warns_about_ungrouped_subjects(features_run, tmp_path):
+    out, _ = features_run
+    proc = cli("--json", "train", out / "features.parquet", "--label", "label", "--cv", 2,
+               "--out", tmp_path / "m")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["label_column"] == "label" and card["group_column"] is None
+    assert card["extraction"]["masked"] is True and card["extraction"]["pipeline"] == {}
+    assert set(card["dropped_features"]) == {"constant", "non-finite"}
+    assert not any(c.startswith("time_") for c in card["feature_names"])
+    warning = next(w for w in card["warnings"] if "looks like a subject" in w)
+    assert "--group subject" in warning and warning in summary["warnings"]
+    assert "warning: column 'subject' looks like a subject identifier" in proc.stderr
+
+
+def test_toml_option_types_are_checked_like_the_command_line(tmp_path):
+    from medimg_fast.cli import UsageError, parse_args
+
+    config = tmp_path / "c.toml"
+    for text, fragment in (("workers = 1.5", "--workers expects int, got 1.5"),
+                           ('workers = "2"', "--workers expects int, got '2'"),
+                           ('bin_width = "25"', "--bin-width expects float"),
+                           ("backend = 3", "--backend expects a string")):
+        config.write_text(f"[features]\n{text}\n")
+        with pytest.raises(UsageError, match=fragment.replace("(", r"\(")):
+            parse_args(["--config", str(config), "features", "m.csv", "--out", "f"])
+    config.write_text("[features]\nworkers = 2\nbin_width = 25\n")
+    args = parse_args(["--config", str(config), "features", "m.csv", "--out", "f"])
+    assert args.workers == 2 and args.bin_width == 25.0
+
+
+def test_info_into_a_closed_pipe_exits_cleanly():
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "medimg_fast", "info"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head -1` having read its line and gone
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"BrokenPipeError" not in err and b"internal error" not in err
+
+
+def test_filter_writes_the_format_of_the_extension(archive, tmp_path):
+    root, _, _ = archive
+    source = _a_nifti(root)
+    image = np.asarray(open_volume(source).data.compute(), dtype=np.float64)
+    reference = ndimage.gaussian_filter(image, 1.0)
+    for name in ("out.nii.gz", "out.tif", "out.npy"):
+        proc = cli("--json", "filter", source, tmp_path / name, "--filter", "gaussian_filter",
+                   "--sigma", "1", "--backend", "numpy")
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)
+        assert summary["seconds_filter"] > 0 and summary["seconds_compile"] >= 0
+        assert (tmp_path / name).is_file(), name
+        written = open_volume(tmp_path / name)
+        np.testing.assert_allclose(np.asarray(written.data.compute()), reference, rtol=1e-5,
+                                   atol=1e-2, err_msg=name)
+        if name != "out.npy":
+            assert written.spacing == pytest.approx(open_volume(source).spacing, rel=1e-5)
+    proc = cli("filter", source, tmp_path / "out.png", "--filter", "sobel")
+    assert proc.returncode == 2
+    line = _error_line(proc)
+    assert "cannot tell the output format" in line and ".nii.gz" in line and ".npy" in line
+
+
+def test_filter_warns_when_sigma_is_below_the_spacing(archive, tmp_path):
+    root, _, _ = archive
+    source = _a_nifti(root)
+    spacing = open_volume(source).spacing
+    proc = cli("filter", source, tmp_path / "o.zarr", "--filter", "gaussian_filter",
+               "--sigma", "1.0", "--physical", "--backend", "numpy")
+    assert proc.returncode == 0, proc.stderr
+    assert min(spacing) > 1.0
+    for axis in range(3):
+        assert f"along axis {axis}" in proc.stderr
+    assert "megavoxels/s" in proc.stdout and "first-call compilation" in proc.stdout
+
+
+def test_sigterm_ends_cleanly_and_keeps_finished_parts(archive, tmp_path):
+    import signal
+    import time
+
+    _, manifest, _ = archive
+    out = tmp_path / "f"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "MEDIMG_FAST_BACKEND": "numpy"}
+    log = tmp_path / "logs" / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "medimg_fast", "--log-file", log,
+                             "features", manifest, "--out", out, "--workers", "1",
+                             "--families", "all"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        # A volume is logged once its part is written.
+        if log.is_file() and '"event": "volume"' in log.read_text():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 1:  # finished before the signal: nothing to check
+        pytest.skip("the run finished before SIGTERM")
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "terminated; finished volumes are kept" in err
+    assert list((out / "parts").glob("*.row.json"))
+    # --log-file: the per-volume JSON records, which stderr (level warning) leaves out.
+    records = [json.loads(line.split(": ", 1)[1]) for line in log.read_text().splitlines()
+               if "medimg_fast.archive INFO" in line]
+    assert any(r["event"] == "volume" and r["status"] == "ok" for r in records)

@@ -87,7 +87,8 @@ def test_dicom_series_is_a_proper_ct_series(archive):
 
 
 def test_lesion_classes_share_mean_but_differ_in_texture():
-    """Mean HU in the lesion does not separate the classes; neighbour differences do."""
+    """Mean HU in the lesion does not separate the classes; neighbour differences do, with
+    overlap (a realistic task, not a perfectly separable one)."""
     means, roughness, labels = [], [], []
     for i in range(40):
         label = CLASSES[i % 2]
@@ -101,7 +102,7 @@ def test_lesion_classes_share_mean_but_differ_in_texture():
         roughness.append(diffs.mean() / hu[roi].std())
         labels.append(label == "speckled")
     assert abs(roc_auc_score(labels, means) - 0.5) < 0.25
-    assert roc_auc_score(labels, roughness) > 0.95
+    assert 0.7 < roc_auc_score(labels, roughness) < 0.97
 
 
 def test_demo_small_runs_and_writes_its_report(demo_small):
@@ -111,7 +112,8 @@ def test_demo_small_runs_and_writes_its_report(demo_small):
     assert summary["succeeded"] == 24 and summary["failed"] == 0
     report = out / "report.html"
     text = report.read_text()
-    images = re.findall(r'<img src="([^"]+)"', text)
+    assert len(re.findall("<img ", text)) == len(re.findall('<img src="data:image/png', text))
+    images = re.findall(r'data-file="([^"]+)"', text)
     names = {Path(i).name for i in images}
     assert {"roc_curve.png", "confusion_matrix.png", "feature_importance.png",
             "example_smooth.png", "example_speckled.png", "real_ct_small_dcm.png"} <= names
@@ -122,12 +124,17 @@ def test_demo_small_runs_and_writes_its_report(demo_small):
 
 
 def test_demo_classes_need_texture_features(demo_small):
-    """On the demo's own features: stat_mean alone is near chance, texture separates."""
+    """On the demo's own features: stat_mean alone is near chance, texture separates the
+    classes well but not perfectly, and the report says which families help."""
     out, proc = demo_small
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_parquet(out / "features" / "features.parquet")
     y = table["label"] == "speckled"
     assert abs(roc_auc_score(y, table["stat_mean"]) - 0.5) < 0.25
-    assert roc_auc_score(y, table["cm_contrast_3D_avg"]) > 0.95
+    contrast = roc_auc_score(y, table["cm_contrast_3D_avg"])
+    assert 0.75 < max(contrast, 1 - contrast) < 0.99
     metrics = json.loads((out / "model" / "metrics.json").read_text())
-    assert metrics["balanced_accuracy"] >= 0.9 and metrics["grouped"]
+    assert 0.7 <= metrics["roc_auc"] <= 0.97 and metrics["grouped"]
+    text = (out / "report.html").read_text()
+    assert "Feature families" in text and "<td>cm</td>" in text
+    assert "near-perfect" not in text

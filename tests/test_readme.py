@@ -18,9 +18,11 @@ def test_readme_has_python_examples():
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
-    namespace: dict = {}
-    for block in python_blocks():
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+    # Twice in a row, in the same folder: a user reruns an example as it is.
+    for _ in range(2):
+        namespace: dict = {}
+        for block in python_blocks():
+            exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
 
 
 def tour_commands():
@@ -41,7 +43,7 @@ def test_readme_cli_tour_runs(tmp_path):
     commands = tour_commands()
     assert len(commands) >= 5
     env = dict(os.environ, PYTHONPATH=str(README.parent / "src"))
-    for args in commands:
+    for args in commands + commands:  # twice in a row: a rerun works as the first run
         done = subprocess.run([sys.executable, "-m", "medimg_fast", *args], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0, (args, done.stderr[-2000:])

@@ -1,4 +1,4 @@
-"""The HTML report: images written and referenced by relative paths, numbers from the model."""
+"""The HTML report: self-contained (images embedded), numbers from the model."""
 
 import html
 import re
@@ -41,11 +41,17 @@ def study():
 
 
 def _referenced_images(report):
+    """(text, the images' data-file names) after checking every image is an embedded PNG."""
+    import base64
+
     text = report.read_text(encoding="utf-8")
-    return text, [html.unescape(s) for s in re.findall(r'<img src="([^"]+)"', text)]
+    for data in re.findall(r'<img src="data:image/png;base64,([^"]+)"', text):
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(re.findall(r"<img ", text)) == len(re.findall(r'<img src="data:image/png', text))
+    return text, [html.unescape(s) for s in re.findall(r'data-file="([^"]+)"', text)]
 
 
-def test_report_images_exist_and_are_relative(tmp_path, study):
+def test_report_images_are_embedded(tmp_path, study):
     table, errors, training = study
     example = save_slices_png(tmp_path / "out" / "images" / "example.png",
                               [("original", np.arange(64.0).reshape(8, 8)),
@@ -69,14 +75,24 @@ def test_report_images_exist_and_are_relative(tmp_path, study):
     assert re.search(r"<td>features</td><td>2</td><td>40</td><td>20</td><td>4</td>", text)
 
 
-def test_report_moves_with_its_folder(tmp_path, study):
+def test_report_is_one_file_with_version_command_warnings_and_full_paths(tmp_path, study):
+    from medimg_fast import __version__
+
     table, errors, training = study
+    table = table.copy()
+    # Two patients' images with the same last two path parts must stay distinguishable.
+    table.loc[0, "path"] = "/archive/patient_A/CT/image.nii.gz"
+    table.loc[1, "path"] = "/archive/patient_B/CT/image.nii.gz"
     report = write_report(tmp_path / "a" / "report.html", features=table, errors=errors,
-                          training=training)
-    moved = tmp_path / "b"
-    report.parent.rename(moved)
-    _, images = _referenced_images(moved / "report.html")
-    assert images and all((moved / src).is_file() for src in images)
+                          training=training, warnings=["near-perfect <CV>"],
+                          settings={"bin_width": 25}, command_line="medimg-fast run m.csv")
+    (tmp_path / "a" / "images").rename(tmp_path / "gone")  # the page needs no other file
+    text, _ = _referenced_images(report)
+    assert f"medimg-fast {__version__}" in text and "medimg-fast run m.csv" in text
+    assert "class='warning'>near-perfect &lt;CV&gt;" in text
+    assert "patient_A/CT/image.nii.gz" in text and "patient_B/CT/image.nii.gz" in text
+    assert "&quot;bin_width&quot;: 25" in text or '"bin_width": 25' in text
+    assert "<th>mask</th>" in text  # the ROI column
 
 
 def test_out_of_fold_probabilities_reproduce_the_cv(study):

@@ -5,13 +5,15 @@
 extraction) as one Dask task per volume, and collects one table row per volume.
 
 Resumability
-    Each finished volume's outcome is written to ``out_dir/parts/<key>.parquet`` (success) or
+    Each finished volume's outcome is written to ``out_dir/parts/<key>.row.json`` (success) or
     ``out_dir/parts/<key>.error.json`` (a bad input), through a temporary file and an atomic
     rename, as soon as it completes.  The key hashes the input paths, their sizes and
-    modification times, the row's label/subject and the pipeline configuration, so a rerun
-    skips exactly the finished volumes and recomputes anything whose input or configuration
-    changed.  The final tables are assembled from the parts and sorted by ``(path, mask)``, so
-    an interrupted run followed by a rerun produces the same tables as one uninterrupted run.
+    modification times, the row's label/subject/ROI and the pipeline configuration, so a
+    rerun skips exactly the finished volumes and recomputes anything whose input or
+    configuration changed.  The final tables are assembled from the parts in the manifest's
+    order (a folder: sorted by path), so an interrupted run followed by a rerun produces the
+    same tables as one uninterrupted run.  Small volumes are sent to the workers several per
+    task (``batch_size``), so the scheduler's per-task cost is shared.
     Infrastructure failures (a task whose workers kept dying) are reported but not stored, so
     a rerun retries them.
 
@@ -24,11 +26,13 @@ Bad input never stops the batch
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -58,15 +62,21 @@ __all__ = [
 
 logger = logging.getLogger("medimg_fast.archive")
 
-_META_COLUMNS = ("path", "mask", "label", "subject")
-_ERROR_COLUMNS = ("path", "mask", "stage", "error_type", "message")
+_META_COLUMNS = ("path", "mask", "roi", "label", "subject")
+#: Per-volume timings stored beside the features (and in the errors table): seconds per
+#: stage of :func:`run_pipeline`, the volume's size and its throughput.  ``time_*`` columns
+#: are never model features.
+TIMING_COLUMNS = ("time_read_s", "time_preprocess_s", "time_filter_s", "time_features_s",
+                  "time_total_s", "megavoxels", "megavoxels_per_s")
+_ERROR_COLUMNS = ("path", "mask", "roi", "stage", "error_type", "message", *TIMING_COLUMNS)
 #: Volumes below this size are materialised as NumPy arrays for the pipeline; larger ones
 #: stay Dask arrays and are processed chunk by chunk.
 DEFAULT_IN_MEMORY_BYTES = 512 * 2**20
 
 
 class ManifestError(ValueError):
-    """A manifest CSV that lacks required columns or has empty paths."""
+    """A manifest CSV that lacks the ``path`` column, has empty paths, or gives one image
+    (and mask and ROI) two different labels."""
 
 
 class ArchiveSourceNotFoundError(FileNotFoundError):
@@ -98,8 +108,11 @@ class PipelineConfig:
     window : (float, float), optional
         Clip intensities to ``[low, high]`` (e.g. ``(-1000, 400)`` HU for a lung window).
     target_spacing : (float, float, float), optional
-        Resample to this voxel size in mm ``(z, y, x)`` with :func:`scipy.ndimage.zoom`
-        (image: order `resample_order`; mask: nearest neighbour).
+        Resample to this voxel size in mm ``(z, y, x)`` on the IBSI grid
+        (:mod:`medimg_fast.preprocessing`: image spline of order `resample_order`; mask
+        linear, partial volume 0.5), before normalisation and filters.  For IBSI
+        feature extraction alone, ``feature_settings`` ``resample_mm`` does the same
+        inside :func:`~medimg_fast.features.extract_features`.
     resample_order : int
         Spline order for the image when resampling (1 = linear).
     normalize : {None, "zscore"}
@@ -198,7 +211,16 @@ class ArchiveResult:
     n_skipped : int
         Volumes whose stored result was reused from an earlier run.
     features_path, errors_path : pathlib.Path
-        ``out_dir/features.parquet`` and ``out_dir/errors.csv``.
+        ``out_dir/features.parquet`` and ``out_dir/errors.csv`` (``.csv`` tables with
+        ``table_format="csv"``).
+    warnings : list of str
+        Things the user should know that did not stop the run (duplicate manifest rows).
+    seconds_write : float
+        Time spent writing parts and tables in this run (the driver's side).
+    seconds_first_call : float or None
+        The workers' first call of the pipeline on a tiny volume (JIT compilation, imports),
+        made before the volumes so that their timings never include it; the slowest
+        worker's, or None when nothing was computed or the feature step is user-supplied.
     """
 
     features: Any
@@ -208,6 +230,9 @@ class ArchiveResult:
     n_skipped: int
     features_path: Path
     errors_path: Path
+    warnings: list = dataclasses.field(default_factory=list)
+    seconds_write: float = 0.0
+    seconds_first_call: float | None = None
 
     def summary(self) -> str:
         return (f"{self.n_succeeded} succeeded, {self.n_failed} failed "
@@ -231,9 +256,10 @@ class _Entry:
 # ---------------------------------------------------------------------------------------------
 
 def read_manifest(manifest) -> list:
-    """Rows of a manifest CSV with columns ``path,label[,mask][,subject][,roi]``.
+    """Rows of a manifest CSV with columns ``path[,label][,mask][,subject][,roi]``.
 
-    Relative paths are taken relative to the manifest's folder.  ``roi`` selects what of the
+    Relative paths are taken relative to the manifest's folder.  ``label`` is needed only
+    to train a model; a manifest of new cases to predict may leave it out.  ``roi`` selects what of the
     mask file is the mask (see :func:`medimg_fast.io.open_mask`): an RTSTRUCT ROI name or
     pattern, a SEG segment label or number, a label value; one image may appear in several
     rows with different ROIs, each its own result.
@@ -243,10 +269,10 @@ def read_manifest(manifest) -> list:
     with open(manifest, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in ("path", "label") if c not in columns]
+        missing = [c for c in ("path",) if c not in columns]
         if missing:
             raise ManifestError(f"manifest {str(manifest)!r} lacks column(s) {missing}; "
-                                f"expected path,label[,mask][,subject][,roi], got {columns}")
+                                f"expected path[,label][,mask][,subject][,roi], got {columns}")
         entries = []
         for lineno, row in enumerate(reader, start=2):
             row = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()
@@ -269,6 +295,40 @@ def read_manifest(manifest) -> list:
                 roi=roi,
             ))
     return entries
+
+
+def deduplicate(entries, source="manifest") -> tuple:
+    """``(unique entries, warnings)``: exact duplicate rows are kept once and reported.
+
+    Raises
+    ------
+    ManifestError
+        If one image (with the same mask and ROI) has two different labels or subjects.
+    """
+    seen, unique, duplicates = {}, [], {}
+    for entry in entries:
+        ident = (entry.path, entry.mask, entry.roi)
+        first = seen.get(ident)
+        if first is None:
+            seen[ident] = entry
+            unique.append(entry)
+        elif first == entry:
+            duplicates[ident] = duplicates.get(ident, 1) + 1
+        else:
+            what = "labels" if first.label != entry.label else "subjects"
+            raise ManifestError(
+                f"{source}: {entry.path!r}" + (f" (mask {entry.mask!r})" if entry.mask else "")
+                + (f" (roi {entry.roi!r})" if entry.roi else "")
+                + f" appears with two different {what}: {first.label!r}/{first.subject!r} "
+                f"and {entry.label!r}/{entry.subject!r}; one image cannot be both")
+    warnings = []
+    if duplicates:
+        names = [os.path.basename(p) for p, _, _ in list(duplicates)[:5]]
+        more = "" if len(duplicates) <= 5 else f" and {len(duplicates) - 5} more"
+        warnings.append(f"{source}: {sum(duplicates.values()) - len(duplicates)} exact "
+                        f"duplicate row(s) of {len(duplicates)} volume(s) were processed once: "
+                        f"{', '.join(names)}{more}")
+    return unique, warnings
 
 
 def scan_archive(folder) -> list:
@@ -365,21 +425,6 @@ def _compute_scalars(*xs):
     return xs
 
 
-def _resample(array, spacing, target, order):
-    from scipy import ndimage
-
-    factors = [s / t for s, t in zip(spacing, target)]
-    if hasattr(array, "compute"):
-        array = array.compute(scheduler="synchronous")
-    if order == 0:
-        source = array.astype(np.uint8) if array.dtype == bool else array
-        out = ndimage.zoom(source, factors, order=0, mode="nearest", grid_mode=True)
-        return out.astype(array.dtype)
-    # grid_mode=True maps voxel edges onto voxel edges, so the field of view is kept.
-    return ndimage.zoom(array.astype(np.float32), factors, order=order, mode="nearest",
-                        grid_mode=True)
-
-
 def _apply_filter(spec, image, backend):
     if callable(spec):
         return spec(image)
@@ -394,12 +439,22 @@ def _apply_filter(spec, image, backend):
     return func(image, **kwargs)
 
 
-def run_pipeline(entry, config: PipelineConfig) -> dict:
+def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
     """Process one volume; return its feature row or raise :class:`_StageError`.
 
     This is the body of one Dask task: read, validate, preprocess, filter, extract features.
+    When `timings` is a dict it receives the seconds of each stage (``read`` covers the
+    mask and the validation too) and the volume's ``megavoxels``.
     """
     from .io import _select_volume, check_same_grid, open_mask, open_volume
+
+    timings = {} if timings is None else timings
+    clock = [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock[0]
+        clock[0] = now
 
     stage = "read"
     try:
@@ -415,6 +470,7 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
                                           "series" if data.ndim == 4 else ""))
         image = _materialise(data, config.in_memory_bytes)
         spacing = volume.spacing
+        timings["megavoxels"] = float(np.prod(image.shape)) / 1e6
 
         mask = None
         if entry.mask is not None:
@@ -434,13 +490,17 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
                 raise NonFiniteVoxelsError(f"{n_bad} NaN or infinite voxel(s) in "
                                            f"{int(np.prod(image.shape))}")
 
+        lap("read")
         stage = "preprocess"
         if config.window is not None:
             image = image.clip(*config.window)
         if config.target_spacing is not None:
-            image = _resample(image, spacing, config.target_spacing, config.resample_order)
+            from .preprocessing import interpolate_image, interpolate_mask
+
+            image = interpolate_image(image, spacing, config.target_spacing,
+                                      order=config.resample_order).astype(np.float32)
             if mask is not None:
-                mask = _resample(mask, spacing, config.target_spacing, 0)
+                mask = interpolate_mask(mask, spacing, config.target_spacing)
                 if mask.shape != image.shape:
                     raise MaskMismatchError(f"resampled mask shape {mask.shape} differs from "
                                             f"image shape {image.shape}")
@@ -452,10 +512,12 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
                 raise ValueError("z-score normalisation of a constant image (std = 0)")
             image = ((image - mean) / std).astype(np.float32)
 
+        lap("preprocess")
         stage = "filter"
         for spec in config.filters:
             image = _apply_filter(spec, image, config.backend)
 
+        lap("filter")
         stage = "features"
         features = config.features
         if features is None:
@@ -464,23 +526,67 @@ def run_pipeline(entry, config: PipelineConfig) -> dict:
                           settings=config.feature_settings, backend=config.backend)
         if not isinstance(values, dict):
             raise TypeError(f"the feature step must return a dict, got {type(values).__name__}")
+        lap("features")
         return {str(k): (float(v) if isinstance(v, (int, float, np.number)) else v)
                 for k, v in values.items()}
     except Exception as exc:  # every bad input becomes an error row; the batch goes on
+        lap({"mask": "read", "validate": "read"}.get(stage, stage))
         raise _StageError(stage, exc) from exc
+
+
+def _timing_row(timings, seconds):
+    row = {f"time_{s}_s": float(timings.get(s, 0.0))
+           for s in ("read", "preprocess", "filter", "features")}
+    row["time_total_s"] = float(seconds)
+    mvox = timings.get("megavoxels", math.nan)
+    row["megavoxels"] = float(mvox)
+    row["megavoxels_per_s"] = float(mvox / seconds) if seconds > 0 else math.nan
+    return row
 
 
 def _task(entry, config):
     """The Dask task: never raises for bad input, returns an outcome dict instead."""
     start = time.perf_counter()
+    timings = {}
     try:
-        row = run_pipeline(entry, config)
-        return {"status": "ok", "features": row, "seconds": time.perf_counter() - start}
+        row = run_pipeline(entry, config, timings=timings)
+        seconds = time.perf_counter() - start
+        return {"status": "ok", "features": row, "seconds": seconds,
+                "timings": _timing_row(timings, seconds)}
     except _StageError as err:
         exc = err.exc
         message = one_line(exc)
+        seconds = time.perf_counter() - start
         return {"status": "error", "stage": err.stage, "error_type": type(exc).__name__,
-                "message": message, "seconds": time.perf_counter() - start}
+                "message": message, "seconds": seconds,
+                "timings": _timing_row(timings, seconds)}
+
+
+def _warm_up(config):
+    """Run the default pipeline once on a tiny volume in this process: JIT compilation
+    (numba, CUDA) and first imports, timed apart so that no volume's timings carry them.
+    Seconds, or None when the pipeline has a user-supplied feature step (which may have
+    side effects on made-up data)."""
+    if config.features is not None:
+        return None
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.0, 1.0, (8, 8, 8)).astype(np.float32)
+    mask = np.zeros(image.shape, bool)
+    mask[2:6, 2:6, 2:6] = True
+    with contextlib.suppress(Exception):  # the real volumes report real errors
+        from .features import extract_features
+
+        for spec in config.filters:
+            image = _apply_filter(spec, image, config.backend)
+        extract_features(image, mask, spacing=(1.0, 1.0, 1.0),
+                         settings=config.feature_settings, backend=config.backend)
+    return time.perf_counter() - start
+
+
+def _task_batch(items, config):
+    """Several volumes in one Dask task: one scheduling round trip for all of them."""
+    return [(key, _task(entry, config)) for key, entry in items]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,14 +598,35 @@ def _task(entry, config):
 FEATURE_SETTINGS_FILE = "feature_settings.json"
 
 
-def write_feature_settings(out_dir, settings) -> Path:
-    """Write ``settings`` (any form :class:`FeatureSettings` accepts) as JSON in ``out_dir``."""
+#: Beside it: the :class:`PipelineConfig` options (window, resampling, normalisation) the
+#: features were made with, which ``predict`` must repeat.
+PIPELINE_OPTIONS_FILE = "pipeline_options.json"
+
+
+def write_feature_settings(out_dir, settings, pipeline_options=None) -> Path:
+    """Write ``settings`` (any form :class:`FeatureSettings` accepts) as JSON in ``out_dir``,
+    and `pipeline_options` (a dict of :class:`PipelineConfig` fields) beside it."""
     from .features import FeatureSettings
 
     path = Path(out_dir) / FEATURE_SETTINGS_FILE
     text = json.dumps(FeatureSettings.coerce(settings).to_dict(), indent=2, sort_keys=True)
     path.write_text(text)
+    options = {k: (list(v) if isinstance(v, tuple) else v)
+               for k, v in (pipeline_options or {}).items()}
+    (Path(out_dir) / PIPELINE_OPTIONS_FILE).write_text(json.dumps(options, indent=2,
+                                                                  sort_keys=True))
     return path
+
+
+def read_extraction(folder):
+    """``(settings, pipeline_options)`` written by :func:`write_feature_settings` in
+    `folder`; None for a file that is not there."""
+    folder = Path(folder)
+    out = []
+    for name in (FEATURE_SETTINGS_FILE, PIPELINE_OPTIONS_FILE):
+        f = folder / name
+        out.append(json.loads(f.read_text()) if f.is_file() else None)
+    return tuple(out)
 
 
 def _atomic_write_bytes(path: Path, payload: bytes):
@@ -511,33 +638,37 @@ def _atomic_write_bytes(path: Path, payload: bytes):
     os.replace(tmp, path)
 
 
-def _write_part(parts_dir: Path, key: str, entry: _Entry, outcome: dict):
-    import io as _io
-
-    import pandas as pd
-
+def _write_part(parts_dir: Path, key: str, entry: _Entry, outcome: dict) -> dict:
+    """Store one volume's outcome as a small JSON file (atomically); return the record as it
+    reads back.  JSON, not one-row Parquet: about 0.5 ms a volume instead of about 20 ms
+    (write and read back), which on a small archive was most of the batch's own cost."""
     meta = {"path": entry.path, "mask": entry.mask,
+            "roi": None if entry.roi is None else str(entry.roi),
             "label": None if entry.label is None else str(entry.label),
             "subject": None if entry.subject is None else str(entry.subject)}
+    timings = outcome.get("timings") or {}
     if outcome["status"] == "ok":
-        frame = pd.DataFrame([{**meta, **outcome["features"]}])
-        buf = _io.BytesIO()
-        frame.to_parquet(buf, index=False)
-        _atomic_write_bytes(parts_dir / f"{key}.parquet", buf.getvalue())
+        record, name = {**meta, **outcome["features"], **timings}, f"{key}.row.json"
     else:
-        record = {**{k: meta[k] for k in ("path", "mask")},
-                  **{k: outcome[k] for k in ("stage", "error_type", "message")}}
-        _atomic_write_bytes(parts_dir / f"{key}.error.json", json.dumps(record).encode())
+        record = {**{k: meta[k] for k in ("path", "mask", "roi")},
+                  **{k: outcome[k] for k in ("stage", "error_type", "message")}, **timings}
+        name = f"{key}.error.json"
+    payload = json.dumps(record, default=float).encode()
+    _atomic_write_bytes(parts_dir / name, payload)
+    return json.loads(payload)
 
 
 def _read_part(parts_dir: Path, key: str):
-    """('ok', DataFrame) / ('error', dict) / None for a key with no stored result."""
-    import pandas as pd
-
-    ok, err = parts_dir / f"{key}.parquet", parts_dir / f"{key}.error.json"
+    """('ok', dict) / ('error', dict) / None for a key with no stored result."""
+    ok, err = parts_dir / f"{key}.row.json", parts_dir / f"{key}.error.json"
+    legacy = parts_dir / f"{key}.parquet"  # parts of runs before the JSON parts
     try:
         if ok.exists():
-            return "ok", pd.read_parquet(ok)
+            return "ok", json.loads(ok.read_text())
+        if legacy.exists():
+            import pandas as pd
+
+            return "ok", pd.read_parquet(legacy).iloc[0].to_dict()
         if err.exists():
             return "error", json.loads(err.read_text())
     except Exception:  # noqa: BLE001  an unreadable part (e.g. a disk fault) is recomputed
@@ -546,18 +677,22 @@ def _read_part(parts_dir: Path, key: str):
 
 
 def _assemble(ok_frames, error_records):
+    """The two tables, rows in the order given (the manifest's, or the folder scan's), so a
+    resumed run and an uninterrupted one give the same tables."""
     import pandas as pd
 
     if ok_frames:
-        features = pd.concat(ok_frames, ignore_index=True, sort=False)
-        feature_cols = [c for c in features.columns if c not in _META_COLUMNS]
-        features = features[list(_META_COLUMNS) + feature_cols]
-        features = features.sort_values(["path", "mask"], na_position="first", kind="stable")
+        features = pd.DataFrame.from_records(ok_frames)
+        for c in _META_COLUMNS:  # parts written before a column existed
+            if c not in features.columns:
+                features[c] = None
+        last = [c for c in TIMING_COLUMNS if c in features.columns]
+        feature_cols = [c for c in features.columns if c not in _META_COLUMNS and c not in last]
+        features = features[list(_META_COLUMNS) + feature_cols + last]
         features = features.reset_index(drop=True)
     else:
         features = pd.DataFrame(columns=list(_META_COLUMNS))
     errors = pd.DataFrame(error_records, columns=list(_ERROR_COLUMNS))
-    errors = errors.sort_values(["path", "mask"], na_position="first", kind="stable")
     return features, errors.reset_index(drop=True)
 
 
@@ -565,7 +700,30 @@ def _assemble(ok_frames, error_records):
 # Driver
 # ---------------------------------------------------------------------------------------------
 
-def _connect(scheduler, n_workers, processes):
+def _silence_dask_logging():
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint(active):
+    """Start worker processes with SIGINT ignored: a Ctrl-C in the terminal reaches the
+    whole process group, and workers that die of it print their own tracebacks and make
+    the nanny log restarts.  The driver alone handles the interrupt and closes them."""
+    import signal
+    import threading
+
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _connect(scheduler, n_workers, processes, dashboard=False):
     """(client, cleanup) for None (a new LocalCluster), an address, or a Client."""
     from distributed import Client, LocalCluster
 
@@ -574,11 +732,20 @@ def _connect(scheduler, n_workers, processes):
         # Worker processes listen on loopback only; thread workers talk in-process (inproc://),
         # for which distributed refuses a host.
         network = {"host": "127.0.0.1"} if processes else {}
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                               dashboard_address=None, **network)
+        # No dashboard unless asked: it needs a free port (8787) and logs when it is taken.
+        address = (dashboard if isinstance(dashboard, str) else ":0") if dashboard else None
+        with _children_ignore_sigint(processes):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
+                                   dashboard_address=address, **network)
         client = Client(cluster, set_as_default=False)
+        if dashboard:
+            logger.warning(json.dumps({"event": "dashboard", "link": client.dashboard_link}))
 
-        def cleanup():
+        def cleanup(interrupted=False):
+            if interrupted:
+                # Our own workers would log each task cancelled by the shutdown.
+                with contextlib.suppress(Exception):  # a worker already gone is fine
+                    client.run(_silence_dask_logging, wait=True)
             client.close()
             cluster.close()
 
@@ -588,18 +755,23 @@ def _connect(scheduler, n_workers, processes):
             raise ValueError(f"`scheduler` must be None, a Client or an address such as "
                              f"'tcp://127.0.0.1:8786', got {scheduler!r}")
         client = Client(scheduler, set_as_default=False)
-        return client, client.close
+        return client, (lambda interrupted=False: client.close())
     if isinstance(scheduler, Client):
-        return scheduler, (lambda: None)
+        return scheduler, (lambda interrupted=False: None)
     raise TypeError(f"`scheduler` must be None, an address string or a distributed.Client, "
                     f"got {type(scheduler).__name__}")
 
 
 class _Progress:
-    def __init__(self, total, mode):
+    """A tqdm bar in a terminal; elsewhere (nohup, CI, a pipe) one line per volume on stderr
+    and a JSON record per volume on the ``medimg_fast.archive`` logger."""
+
+    def __init__(self, total, mode, stream=None):
         self.total, self.done, self.bar = total, 0, None
-        interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.stream = sys.stderr if stream is None else stream
+        interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.log = mode == "auto" and not interactive
+        self.start = time.perf_counter()
         if mode is True or (mode == "auto" and interactive):
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, unit="vol", desc="archive")
@@ -615,21 +787,38 @@ class _Progress:
             if outcome["status"] != "ok":
                 record.update(stage=outcome.get("stage"), error_type=outcome.get("error_type"))
             logger.info(json.dumps(record))
+            status = "ok" if outcome["status"] == "ok" else (
+                f"error at {outcome.get('stage')}: {outcome.get('error_type')}")
+            elapsed = time.perf_counter() - self.start
+            line = (f"archive: [{self.done}/{self.total}] {status} {entry.path}"
+                    + (f" roi={entry.roi}" if entry.roi else "")
+                    + f" ({outcome.get('seconds', 0.0):.2f} s; {elapsed:.0f} s elapsed)")
+            try:
+                print(line, file=self.stream, flush=True)
+            except (BrokenPipeError, ValueError):  # a closed pipe: progress is optional
+                self.log = False
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
+def _auto_batch_size(n_todo, n_workers):
+    # Enough tasks to keep every worker busy and balance uneven volumes (about 4 per worker),
+    # few enough that the scheduler's per-task cost (~5-10 ms round trip) is shared.
+    return max(1, min(16, n_todo // max(1, 4 * n_workers)))
+
+
 def process_archive(source, out_dir, *, config: PipelineConfig | None = None, scheduler=None,
                     n_workers=None, processes=True, progress="auto",
-                    retry_failed=False, **config_kwargs) -> ArchiveResult:
+                    retry_failed=False, dashboard=False, table_format="parquet",
+                    batch_size=None, **config_kwargs) -> ArchiveResult:
     """Run the pipeline on every volume of an archive; resumable, bad inputs recorded.
 
     Parameters
     ----------
     source : str or os.PathLike
-        A manifest CSV (columns ``path,label[,mask][,subject]``) or a folder scanned
+        A manifest CSV (columns ``path[,label][,mask][,subject][,roi]``) or a folder scanned
         recursively for NIfTI files, DICOM series folders and Zarr stores.
     out_dir : str or os.PathLike
         Receives ``features.parquet``, ``errors.csv`` and ``parts/`` (per-volume results that
@@ -645,21 +834,33 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
     processes : bool
         Whether that LocalCluster uses worker processes (True) or threads.
     progress : {"auto", True, False}
-        "auto": a tqdm bar when stderr is a terminal, else one JSON log line per volume on the
-        ``medimg_fast.archive`` logger (level INFO).  True: always the bar.  False: neither.
+        "auto": a tqdm bar when stderr is a terminal, else one line per volume on stderr and
+        one JSON record per volume on the ``medimg_fast.archive`` logger (level INFO).
+        True: always the bar.  False: neither.
     retry_failed : bool
         Recompute volumes whose stored outcome is an error (default: reuse it).
+    dashboard : bool or str
+        Start the LocalCluster's dashboard (True: on a free port; a string: that address,
+        e.g. ``":8787"``); default none.
+    table_format : {"parquet", "csv"}
+        Format of the features table (``features.parquet`` or ``features.csv``).
+    batch_size : int, optional
+        Volumes per Dask task (default: about four tasks per worker, at most 16 volumes
+        each), so that small volumes do not pay the scheduler's per-task cost each.
 
     Returns
     -------
     ArchiveResult
+        Rows in the manifest's order (a folder: sorted by path), each with its ``time_*``
+        columns (seconds per stage) and ``megavoxels_per_s``.
 
     Raises
     ------
     ArchiveSourceNotFoundError
         If `source` does not exist (a FileNotFoundError).
     ManifestError
-        If the manifest lacks the ``path`` or ``label`` column (a ValueError).
+        If the manifest lacks the ``path`` column or gives one image two labels (a
+        ValueError).
     """
     from distributed import as_completed
 
@@ -673,8 +874,15 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
                         f"(got {sorted(config_kwargs)})")
     if progress not in ("auto", True, False):
         raise ValueError(f"`progress` must be 'auto', True or False, got {progress!r}")
+    if table_format not in ("parquet", "csv"):
+        raise ValueError(f"`table_format` must be 'parquet' or 'csv', got {table_format!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
 
     entries = read_manifest(source) if source.is_file() else scan_archive(source)
+    entries, warnings = deduplicate(entries, f"manifest {source.name!r}")
+    for w in warnings:
+        logger.warning(json.dumps({"event": "warning", "message": w}))
     out_dir = Path(out_dir)
     parts_dir = out_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -682,7 +890,7 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
     fingerprint = config.fingerprint()
     keyed = {}
     for entry in entries:
-        keyed.setdefault(_entry_key(entry, fingerprint), entry)  # identical rows run once
+        keyed.setdefault(_entry_key(entry, fingerprint), entry)
 
     ok_frames, error_records, todo = {}, {}, {}
     for key, entry in keyed.items():
@@ -695,58 +903,86 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
             error_records[key] = stored[1]
     n_skipped = len(keyed) - len(todo)
 
-    transient = []
+    seconds_write, first_call = 0.0, None
     if todo:
-        client, cleanup = _connect(scheduler, n_workers, processes)
+        client, cleanup = _connect(scheduler, n_workers, processes, dashboard)
         bar = _Progress(len(todo), progress)
+        interrupted = False
         try:
+            warm = [v for v in client.run(_warm_up, config).values() if v is not None]
+            first_call = max(warm) if warm else None
+            n_live = max(1, sum(client.nthreads().values()) or 1)
+            size = batch_size or _auto_batch_size(len(todo), n_live)
+            items = list(todo.items())
             futures = {}
-            for key, entry in todo.items():
-                future = client.submit(_task, entry, config, key=f"medimg-volume-{key}",
+            for start in range(0, len(items), size):
+                batch = items[start:start + size]
+                future = client.submit(_task_batch, batch, config,
+                                       key=f"medimg-volumes-{batch[0][0]}-{len(batch)}",
                                        pure=False)
-                futures[future] = key
+                futures[future] = [k for k, _ in batch]
             for future in as_completed(futures, loop=client.loop):
-                key = futures[future]
-                entry = todo[key]
+                keys = futures[future]
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except Exception as exc:  # noqa: BLE001  KilledWorker, lost connection: not the input's fault
-                    outcome = {"status": "error", "stage": "worker",
-                               "error_type": type(exc).__name__,
-                               "message": one_line(exc)}
-                    transient.append(key)
-                else:
-                    _write_part(parts_dir, key, entry, outcome)
-                bar.update(entry, outcome)
-                stored = _read_part(parts_dir, key)
-                if stored is not None and stored[0] == "ok":
-                    ok_frames[key] = stored[1]
-                elif stored is not None:
-                    error_records[key] = stored[1]
-                else:
-                    error_records[key] = {"path": entry.path, "mask": entry.mask,
-                                          **{k: outcome[k] for k in
-                                             ("stage", "error_type", "message")}}
+                    failed = {"status": "error", "stage": "worker",
+                              "error_type": type(exc).__name__, "message": one_line(exc)}
+                    outcomes = [(k, dict(failed, transient=True)) for k in keys]
+                for key, outcome in outcomes:
+                    entry = todo[key]
+                    if not outcome.get("transient"):
+                        t = time.perf_counter()
+                        record = _write_part(parts_dir, key, entry, outcome)
+                        seconds_write += time.perf_counter() - t
+                        (ok_frames if outcome["status"] == "ok" else error_records)[key] = record
+                        bar.update(entry, outcome)
+                        continue
+                    bar.update(entry, outcome)
+                    error_records[key] = {
+                        "path": entry.path, "mask": entry.mask, "roi": entry.roi,
+                        **{k: outcome.get(k) for k in ("stage", "error_type", "message")},
+                        **(outcome.get("timings") or {})}
                 future.release()
+        except BaseException:
+            interrupted = True
+            raise
         finally:
             bar.close()
-            cleanup()
+            if interrupted:
+                # Closing a cluster under an interrupt makes distributed log every task it
+                # cancels and every worker it stops: none of that is the user's business.
+                _silence_dask_logging()
+            cleanup(interrupted)
 
     import pandas as pd
 
-    features, errors = _assemble(list(ok_frames.values()), list(error_records.values()))
-    features_path, errors_path = out_dir / "features.parquet", out_dir / "errors.csv"
-    import io as _io
+    order = list(keyed)
+    features, errors = _assemble([ok_frames[k] for k in order if k in ok_frames],
+                                 [error_records[k] for k in order if k in error_records])
+    features_path = out_dir / f"features.{table_format}"
+    errors_path = out_dir / "errors.csv"
+    t = time.perf_counter()
+    if table_format == "parquet":
+        import io as _io
 
-    buf = _io.BytesIO()
-    features.to_parquet(buf, index=False)
-    _atomic_write_bytes(features_path, buf.getvalue())
+        buf = _io.BytesIO()
+        features.to_parquet(buf, index=False)
+        _atomic_write_bytes(features_path, buf.getvalue())
+    else:
+        _atomic_write_bytes(features_path, features.to_csv(index=False).encode())
     _atomic_write_bytes(errors_path, errors.to_csv(index=False).encode())
+    seconds_write += time.perf_counter() - t
     # Return exactly what is on disk (same dtypes whether rows were computed or reused).
-    features = pd.read_parquet(features_path)
+    if table_format == "parquet":
+        features = pd.read_parquet(features_path)
+    else:
+        features = pd.read_csv(features_path)
     result = ArchiveResult(features=features, errors=errors, n_succeeded=len(features),
                            n_failed=len(errors), n_skipped=n_skipped,
-                           features_path=features_path, errors_path=errors_path)
+                           features_path=features_path, errors_path=errors_path,
+                           warnings=warnings, seconds_write=seconds_write,
+                           seconds_first_call=first_call)
     logger.info(json.dumps({"event": "archive_done", "succeeded": result.n_succeeded,
                             "failed": result.n_failed, "skipped": result.n_skipped,
                             "out_dir": str(out_dir)}))

@@ -26,9 +26,16 @@ __all__ = [
     "LoadedModel",
     "TrainResult",
     "load_model",
+    "row_fingerprints",
     "save_model",
     "train",
+    "univariate_auc",
 ]
+
+#: Cross-validated ROC AUC or balanced accuracy at or above this is "near perfect": on real
+#: radiomics data it more often means a leak (a feature that encodes the class by
+#: construction, such as the shape of a ring drawn around a tumour) than a solved problem.
+NEAR_PERFECT = 0.98
 
 #: Model names accepted by :func:`train`.
 MODELS = ("random_forest", "logistic_regression", "svm", "hist_gradient_boosting")
@@ -162,6 +169,13 @@ class TrainResult:
         SHA-256 of feature names, values and labels.
     settings : dict or None
         Feature-extraction settings, kept for the model card.
+    warnings : list of str
+        What the user should check before trusting the metrics (near-perfect CV and the
+        features that carry it; :func:`medimg_fast.demo.train_from_table` adds more).
+    provenance : dict
+        For the model card: ``label_column``, ``group_column``, ``dropped_features``,
+        ``extraction`` (how the features were made) and ``training_rows``
+        (:func:`row_fingerprints` of the training table).
     """
 
     model: object
@@ -175,6 +189,58 @@ class TrainResult:
     cv: int = 5
     random_state: int | None = 0
     extra: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+
+def univariate_auc(X, y, names):
+    """``{name: AUC}`` of each feature alone as a score for the second class (binary labels),
+    folded so that 0.5 is chance and 1.0 a perfect separation in either direction; NaN
+    values are left out.  Empty for more than two classes."""
+    from sklearn.metrics import roc_auc_score
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    classes = np.unique(y)
+    if len(classes) != 2:
+        return {}
+    out = {}
+    for j, name in enumerate(names):
+        ok = np.isfinite(X[:, j])
+        target = y[ok] == classes[1]
+        if target.all() or not target.any():
+            continue
+        auc = float(roc_auc_score(target, X[ok, j]))
+        out[name] = max(auc, 1.0 - auc)
+    return out
+
+
+def near_perfect_warning(metrics, X, y, names, *, threshold=NEAR_PERFECT):
+    """A warning text when cross-validated AUC or balanced accuracy is near perfect, naming
+    the features that separate the classes alone (univariate AUC), else None."""
+    score = max(metrics.get("roc_auc", 0.0) or 0.0, metrics.get("balanced_accuracy", 0.0))
+    if not score >= threshold:
+        return None
+    aucs = univariate_auc(X, y, names)
+    strong = sorted(((a, n) for n, a in aucs.items() if a >= 0.95), reverse=True)
+    text = (f"near-perfect cross-validation (ROC AUC {metrics.get('roc_auc', float('nan')):.3f},"
+            f" balanced accuracy {metrics.get('balanced_accuracy', float('nan')):.3f}): check "
+            "for a leak, e.g. a feature that encodes the class by construction")
+    if strong:
+        families = sorted({n.split("_", 1)[0] for _, n in strong})
+        shown = ", ".join(f"{n} (AUC {a:.3f})" for a, n in strong[:8])
+        more = f" and {len(strong) - 8} more" if len(strong) > 8 else ""
+        text += (f"; {len(strong)} feature(s) separate the classes alone (univariate AUC >= "
+                 f"0.95), families {families}: {shown}{more}")
+    return text
+
+
+def row_fingerprints(features, names) -> list:
+    """A short hash of each row's values of the columns `names`: the model card keeps those
+    of the training table, so that predictions on training rows can be recognised."""
+    X, _ = _as_table(_select_columns(features, names))
+    X = np.where(np.isnan(X), 0.0, X)  # one NaN spelling
+    return [hashlib.sha256(np.ascontiguousarray(row).tobytes()).hexdigest()[:16] for row in X]
 
 
 def train(features, labels, *, model="random_forest", groups=None, cv=5, random_state=0,
@@ -284,10 +350,15 @@ def train(features, labels, *, model="random_forest", groups=None, cv=5, random_
         from medimg_fast.features import FeatureSettings
 
         settings = FeatureSettings.coerce(settings).to_dict()
+    warnings = []
+    leak = near_perfect_warning(metrics, X, y, list(names))
+    if leak:
+        warnings.append(leak)
     return TrainResult(model=final, metrics=metrics, feature_names=list(names),
                        classes=classes.tolist(), fold_of_sample=fold_of, model_name=model,
                        data_hash=_data_hash(X, y, names), settings=settings, cv=int(cv),
-                       random_state=random_state, extra={"oof_proba": proba})
+                       random_state=random_state, extra={"oof_proba": proba},
+                       warnings=warnings)
 
 
 def _auc(roc_auc_score, y, proba, classes):
@@ -333,7 +404,9 @@ def save_model(result: TrainResult, path) -> Path:
 
     Files: ``model.skops`` (:func:`skops.io.dump`, no pickle) and ``model_card.json``
     (model name, feature names, classes, feature settings, training-data hash, package
-    versions, cross-validation metrics).  Returns the folder.
+    versions, cross-validation metrics, the training warnings, the label and group columns,
+    the dropped features, how the features were extracted and the training rows'
+    fingerprints).  Returns the folder.
     """
     import skops.io as sio
 
@@ -354,6 +427,10 @@ def save_model(result: TrainResult, path) -> Path:
         "random_state": result.random_state,
         "metrics": result.metrics,
         "versions": _versions(),
+        "warnings": list(result.warnings),
+        **{k: result.provenance.get(k) for k in ("label_column", "group_column",
+                                                  "dropped_features", "imputed", "extraction",
+                                                  "training_rows")},
     }
     (folder / _CARD_FILE).write_text(json.dumps(_jsonable(card), indent=2, sort_keys=True))
     return folder

@@ -14,9 +14,11 @@ bench      the filters of each backend against scipy.ndimage
 demo       :func:`medimg_fast.demo.run_demo`
 =========  ==================================================================
 
-Exit codes: 0 success; 1 finished, but some volumes are in error; 2 usage or user error
-(missing file, bad option, unknown filter), reported as one line on stderr with a hint;
-3 an unexpected internal error; 130 interrupted.  ``--debug`` shows tracebacks.
+Exit codes: 0 success (also when a reader of stdout such as ``head`` closes the pipe
+early); 1 finished, but some volumes are in error; 2 usage or user error (missing file,
+bad option, unknown filter), reported as one line on stderr with a hint; 3 an unexpected
+internal error; 130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM); finished
+volumes are kept either way.  ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import logging
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -38,6 +42,15 @@ __all__ = ["FILTER_NAMES", "UsageError", "build_parser", "main"]
 
 PROG = "medimg-fast"
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+#: Writers of the ``filter`` command by the output's ending.
+OUTPUT_FORMATS = {".zarr": "zarr", ".ome.zarr": "zarr", ".nii": "nifti", ".nii.gz": "nifti",
+                  ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that the run unwinds as on Ctrl-C."""
 
 #: Filters the ``filter`` command offers: the public image filters of
 #: :mod:`medimg_fast.filters` (``gaussian_kernel1d`` builds a kernel, it filters nothing).
@@ -96,16 +109,19 @@ on the command line override it.  Exit codes: 0 ok, 1 some volumes failed, 2 usa
   medimg-fast filter big.zarr med.zarr --filter median_filter --size 3 --chunks 64 --memory-limit 1GiB
   medimg-fast filter scan.nii.gz log.zarr --filter gaussian_laplace --sigma 1.5 --physical
 
-Input: NIfTI, a DICOM series (folder or file), Zarr/OME-Zarr, TIFF or .npy.  Output: an
-OME-Zarr (Zarr v3) image with the input's spacing, written chunk by chunk.""",
+Input: NIfTI, a DICOM series (folder or file), Zarr/OME-Zarr, TIFF or .npy.  Output by its
+ending: .zarr an OME-Zarr (Zarr v3) image written chunk by chunk; .nii/.nii.gz NIfTI;
+.tif/.tiff TIFF; .npy NumPy; all but .npy keep the input's spacing.""",
     "features": """examples:
   medimg-fast features manifest.csv --out features/
   medimg-fast features /data/archive --out features/ --scheduler tcp://10.0.0.5:8786
   medimg-fast features manifest.csv --out features/ --bin-width 25 --window -1000 400
 
-The manifest is a CSV with columns path,label[,mask][,subject]; a folder is scanned for
-NIfTI files, DICOM series and Zarr stores.  Rerunning resumes: finished volumes are kept.
-Writes DIR/features.parquet and DIR/errors.csv; exit code 1 when some volumes failed.""",
+The manifest is a CSV with columns path[,label][,mask][,subject][,roi] (label only to
+train); a folder is scanned for NIfTI files, DICOM series and Zarr stores.  Rerunning
+resumes: finished volumes are kept.  Writes DIR/features.parquet (or .csv with --format
+csv) and DIR/errors.csv, in the manifest's order, with per-volume timings; exit code 1
+when some volumes failed.""",
     "train": """examples:
   medimg-fast train features/features.parquet --label label --out model/
   medimg-fast train features.csv --label diagnosis --group patient --model svm --out model/
@@ -116,7 +132,9 @@ Writes DIR/model.skops (skops, no pickle), DIR/model_card.json and DIR/metrics.j
   medimg-fast predict model/ new_manifest.csv --out predictions.parquet
 
 A features table (.parquet, or a .csv holding the model's feature columns) is used as is;
-a manifest or folder is first run through feature extraction with the model's settings.""",
+a manifest (label column optional) or folder is first run through feature extraction the
+way the model's training features were made (settings, masks, window/resampling), or
+refused with the reason.  The predictions keep the manifest's columns.""",
     "run": """examples:
   medimg-fast run manifest.csv --label label --out study/
   medimg-fast run manifest.csv --label label --group subject --model logistic_regression \\
@@ -152,6 +170,12 @@ def _global_parent(suppress: bool):
     g.add_argument("--json", action="store_true",
                    help="print a machine-readable JSON summary on stdout", **kw)
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors", **kw)
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"],
+                   type=str.lower, metavar="LEVEL",
+                   help="level of the log on stderr, for medimg-fast and Dask's loggers "
+                        "(default warning; error with --quiet)", **kw)
+    g.add_argument("--log-file", metavar="FILE",
+                   help="also write the log (per-volume JSON records at info) to FILE", **kw)
     return parent
 
 
@@ -162,6 +186,8 @@ def _add_cluster_options(g):
     g.add_argument("--workers", type=int, metavar="N",
                    help="workers of the local cluster (default: one per core)")
     g.add_argument("--backend", default="auto", help="numba, numpy, cupy or auto (default)")
+    g.add_argument("--dashboard", action="store_true",
+                   help="start the local cluster's Dask dashboard (default: none)")
 
 
 def _add_model_options(g):
@@ -200,6 +226,8 @@ def _add_archive_options(p):
                    help="for 4-D inputs, the volume to process")
     g.add_argument("--retry-failed", action="store_true",
                    help="recompute volumes that failed in an earlier run")
+    g.add_argument("--format", dest="table_format", choices=["parquet", "csv"],
+                   default="parquet", help="features table format (default parquet)")
 
 
 def _optional_float(text):
@@ -218,6 +246,9 @@ def _add_training_options(p, *, label_required):
     g.add_argument("--group", metavar="COLUMN",
                    help="subject column: folds never split a subject (run: 'subject' when "
                         "the table has it)")
+    g.add_argument("--impute", action="store_true",
+                   help="keep features that are NaN in some rows, filled with the training "
+                        "median (default: drop them, with a warning naming them)")
     _add_model_options(g)
 
 
@@ -240,9 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("info", "versions, backends and whether each works here, GPU, CPU cores, Dask")
 
-    p = add("filter", "filter a volume (any readable format) into a Zarr image")
+    p = add("filter", "filter a volume (any readable format) into an image file")
     p.add_argument("input", metavar="IN", help="NIfTI, DICOM series, Zarr, TIFF or .npy")
-    p.add_argument("output", metavar="OUT", help="the Zarr store to write")
+    p.add_argument("output", metavar="OUT",
+                   help="the image to write; its ending chooses the format: .zarr (OME-Zarr), "
+                        ".nii/.nii.gz, .tif/.tiff or .npy")
     p.add_argument("--filter", dest="filter_name", metavar="NAME",
                    help=f"one of: {', '.join(FILTER_NAMES)}")
     g = p.add_argument_group("filter parameters (as in scipy.ndimage)")
@@ -324,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 _REQUIRED = {"filter": ("filter_name",), "features": ("out",), "train": ("label", "out"),
              "predict": ("out",), "run": ("out",)}
 _GLOBAL = ("quiet", "json", "debug")
+#: Global options with a value (not flags).
+_GLOBAL_VALUES = ("log_level", "log_file")
 
 
 def _subparsers(parser):
@@ -337,13 +372,24 @@ def _option_actions(subparser):
     """Option name (``--bin-width`` -> ``bin_width``) -> action, for the options (not the
     positionals) a config file may set."""
     return {a.option_strings[-1].lstrip("-").replace("-", "_"): a for a in subparser._actions
-            if a.option_strings and a.dest not in ("help", "config", *_GLOBAL)}
+            if a.option_strings and a.dest not in ("help", "config", *_GLOBAL,
+                                                   *_GLOBAL_VALUES)}
 
 
 def _convert(action, value, where):
     flag = action.option_strings[-1]
 
     def one(v):
+        # TOML values are typed: take them as the command line would, never coerce silently
+        # (``workers = 1.5`` is not 1).
+        kind = getattr(action.type, "__name__", None)
+        if kind == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+            raise UsageError(f"{where}: {flag} expects int, got {v!r}")
+        if kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool)) \
+                and not (action.type is _optional_float and str(v).lower() == "none"):
+            raise UsageError(f"{where}: {flag} expects float, got {v!r}")
+        if action.type is None and not isinstance(v, str) and not isinstance(v, bool):
+            raise UsageError(f"{where}: {flag} expects a string, got {v!r}")
         if action.type is not None and not isinstance(v, bool):
             try:
                 v = action.type(v)
@@ -394,6 +440,9 @@ def parse_args(argv=None):
     for name in _GLOBAL:
         if not hasattr(args, name):
             setattr(args, name, False)
+    for name in _GLOBAL_VALUES:
+        if not hasattr(args, name):
+            setattr(args, name, None)
     settings_table = None
     if getattr(args, "config", None):
         actions = _option_actions(sub)
@@ -419,6 +468,8 @@ def parse_args(argv=None):
         for name in _GLOBAL:
             given = getattr(cli, name, False)
             setattr(args, name, bool(given) or bool(defaults.get(name, False)))
+        for name in _GLOBAL_VALUES:
+            setattr(args, name, getattr(cli, name, None))
     args.settings_table = settings_table
     for dest in _REQUIRED.get(args.command, ()):
         if getattr(args, dest, None) is None:
@@ -442,6 +493,53 @@ def _emit(args, summary, human_lines):
     elif not args.quiet:
         for line in human_lines:
             print(line)
+
+
+def _warn(args, warnings):
+    """Warnings go to stderr (also under --json, whose summary lists them too)."""
+    if args.quiet:
+        return
+    for w in warnings:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+
+
+#: Loggers of the Dask machinery that print on their own (port in use, worker restarts,
+#: "Couldn't gather keys"): set to the level asked.
+_DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio")
+
+
+def _setup_logging(args):
+    """``--log-level`` / ``--log-file`` / ``--quiet``: handlers on stderr (and the file) for
+    medimg-fast and Dask's loggers, at the level asked."""
+    name = args.log_level or ("error" if args.quiet else "warning")
+    level = getattr(logging, name.upper())
+    # Worker processes read their log levels from the Dask config in the environment.
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = name
+    if args.command in _SETTINGS_COMMANDS:
+        # distributed configures its loggers when first imported: import it first, so that
+        # what is set here is what stays.
+        import distributed  # noqa: F401
+
+    def handlers():
+        fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
+        out = [logging.StreamHandler(sys.stderr)]
+        out[0].setLevel(level)
+        if args.log_file:
+            Path(args.log_file).parent.mkdir(parents=True, exist_ok=True)
+            out.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+        for h in out:
+            h.setFormatter(fmt)
+        return out
+
+    ours = logging.getLogger("medimg_fast")
+    ours.setLevel(min(level, logging.INFO) if args.log_file else level)
+    ours.handlers[:] = handlers()
+    ours.propagate = False
+    for dask_name in _DASK_LOGGERS:
+        logger = logging.getLogger(dask_name)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers()  # their own: distributed may reset its handlers' levels
+        logger.propagate = False
 
 
 def _jsonable(value):
@@ -636,12 +734,112 @@ def filter_kwargs(func, name, args, spacing):
     return given
 
 
+def output_format(path):
+    """The writer for `path` by its ending (see :data:`OUTPUT_FORMATS`); UsageError naming
+    the endings otherwise."""
+    name = str(path).rstrip("/\\").lower()
+    for ending in sorted(OUTPUT_FORMATS, key=len, reverse=True):
+        if name.endswith(ending):
+            return OUTPUT_FORMATS[ending]
+    raise UsageError(f"cannot tell the output format of {str(path)!r}; end it in one of "
+                     f"{', '.join(OUTPUT_FORMATS)}")
+
+
+def _nifti_affine(spacing, origin, direction):
+    """RAS affine of a NIfTI holding our ``(z, y, x)`` array as is: LPS world =
+    ``origin + direction @ (index * spacing)`` (direction columns: the z, y, x axes)."""
+    import numpy as np
+
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    affine = np.eye(4)
+    affine[:3, :3] = lps_to_ras @ np.asarray(direction, float) @ np.diag(
+        [float(v) for v in spacing])
+    affine[:3, 3] = lps_to_ras @ np.asarray(origin, float)
+    return affine
+
+
+def _write_output(result, out, fmt, volume, overwrite):
+    """Write the filtered array in `fmt`; returns the path.  Zarr streams chunk by chunk;
+    the other formats hold the whole result in memory."""
+    import numpy as np
+
+    from .io import save_volume
+
+    spacing = tuple(float(v) for v in volume.spacing[-3:])
+    if fmt == "zarr":
+        return save_volume(result, out, spacing=spacing, origin=volume.origin,
+                           direction=volume.direction, overwrite=overwrite)
+    array = np.asarray(result.compute() if hasattr(result, "compute") else result)
+    if hasattr(array, "get") and not isinstance(array, np.ndarray):
+        array = array.get()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial{''.join(out.suffixes)}")
+    if fmt == "nifti":
+        import nibabel as nib
+
+        image = nib.Nifti1Image(np.ascontiguousarray(array),
+                                _nifti_affine(spacing, volume.origin, volume.direction))
+        image.header.set_xyzt_units("mm")
+        image.set_qform(image.affine, code=1)
+        image.set_sform(image.affine, code=1)
+        nib.save(image, str(tmp))
+    elif fmt == "tiff":
+        import tifffile
+
+        # ImageJ hyperstacks hold uint8, uint16 or float32, with the spacing in mm.
+        if array.dtype not in (np.uint8, np.uint16, np.float32):
+            array = array.astype(np.float32)
+        tifffile.imwrite(tmp, array, imagej=True,
+                         resolution=(1.0 / spacing[2], 1.0 / spacing[1]),
+                         metadata={"spacing": spacing[0], "unit": "mm", "axes": "ZYX"})
+    else:  # npy: no geometry
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+    if out.is_dir():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def sigma_spacing_warnings(kwargs, spacing):
+    """Warnings for Gaussian sigmas (in voxels) below one voxel along an axis whose voxels
+    are coarser than the sigma asked in mm would suggest: the filter then barely smooths
+    along that axis."""
+    warnings = []
+    for key in ("sigma", "low_sigma", "high_sigma"):
+        value = kwargs.get(key)
+        if value is None:
+            continue
+        sigmas = [float(value)] * 3 if not isinstance(value, (tuple, list)) else \
+            [float(v) for v in value]
+        if len(sigmas) != 3:
+            continue
+        given_mm = "spacing" in kwargs
+        for axis, name in enumerate("zyx"):
+            sigma_mm = sigmas[axis] if given_mm else sigmas[axis] * float(spacing[axis])
+            if 0 < sigma_mm < float(spacing[axis]):
+                warnings.append(
+                    f"--{key.replace('_', '-')} {sigmas[axis]:g}"
+                    f"{' mm' if given_mm else ' voxel(s)'} along axis {axis} ({name}) is "
+                    f"{sigma_mm:.3g} mm, smaller than the voxel spacing there "
+                    f"({float(spacing[axis]):.3g} mm): the filter hardly acts along {name}")
+    return warnings
+
+
+#: Results up to this size are computed in memory before writing, so that the filter's
+#: throughput is measured without the write; larger ones stream into the Zarr store.
+_PERSIST_LIMIT_BYTES = 1 << 30
+
+
 def cmd_filter(args):
-    from .io import open_volume, save_volume
+    from .io import open_volume
 
     func = _filter_function(args.filter_name)
     kwargs = filter_kwargs(func, args.filter_name, args, (1.0, 1.0, 1.0))  # validate first
     out = Path(args.output)
+    fmt = output_format(out)
     if out.exists() and not args.overwrite:
         raise UsageError(f"{str(out)!r} exists; pass --overwrite to replace it")
     if args.memory_limit is not None:
@@ -660,21 +858,55 @@ def cmd_filter(args):
         data = data.rechunk(chunks)
     if args.physical:
         kwargs["spacing"] = tuple(float(s) for s in volume.spacing[-3:])
+    warnings = sigma_spacing_warnings(kwargs, volume.spacing[-3:])
+    _warn(args, warnings)
+    total_start = time.perf_counter()
+    # First call on a tiny block: JIT compilation (numba, CUDA) is timed apart, never as
+    # throughput.
+    import numpy as np
+
+    start = time.perf_counter()
+    tiny = np.zeros(tuple(min(8, s) for s in data.shape), dtype=data.dtype)
+    try:
+        func(tiny, **kwargs)
+    except (ValueError, TypeError):
+        pass  # a kernel larger than the tiny block: the real call reports real errors
+    compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     result = func(data, **kwargs)
-    with _DaskProgress(_interactive(args), args.filter_name):
-        written = save_volume(result, out, spacing=volume.spacing, origin=volume.origin,
-                              direction=volume.direction, overwrite=args.overwrite)
-    seconds = time.perf_counter() - start
+    streamed = fmt == "zarr" and getattr(result, "nbytes", 0) > _PERSIST_LIMIT_BYTES
+    if streamed:
+        # Too large to hold: the Zarr writer streams, so filter and write are one pass.
+        with _DaskProgress(_interactive(args), args.filter_name):
+            written = _write_output(result, out, fmt, volume, args.overwrite)
+        compute_write = time.perf_counter() - start
+        filter_seconds, write_seconds = compute_write, math.nan
+    else:
+        with _DaskProgress(_interactive(args), args.filter_name):
+            result = result.persist(scheduler="threads") if hasattr(result, "persist") \
+                else result
+        filter_seconds = time.perf_counter() - start
+        t = time.perf_counter()
+        written = _write_output(result, out, fmt, volume, args.overwrite)
+        write_seconds = time.perf_counter() - t
+    total = time.perf_counter() - total_start
     voxels = math.prod(data.shape)
-    summary = {"input": str(args.input), "output": str(written), "filter": args.filter_name,
+    mvox_s = voxels / 1e6 / filter_seconds if filter_seconds > 0 else math.nan
+    summary = {"input": str(args.input), "output": str(written), "format": fmt,
+               "filter": args.filter_name,
                "parameters": {k: v for k, v in kwargs.items() if k != "backend"},
                "backend": args.backend, "shape": list(data.shape),
                "dtype": str(result.dtype), "spacing": list(volume.spacing),
-               "seconds": seconds, "megavoxels_per_s": voxels / 1e6 / seconds}
-    _emit(args, summary, [(f"wrote {written} ({args.filter_name}, shape "
-                          f"{'x'.join(map(str, data.shape))}, {result.dtype}) in "
-                          f"{seconds:.2f} s, {voxels / 1e6 / seconds:.1f} megavoxels/s")])
+               "seconds": total, "seconds_compile": compile_seconds,
+               "seconds_filter": filter_seconds, "seconds_write": write_seconds,
+               "megavoxels_per_s": mvox_s, "warnings": warnings}
+    what = "filter + streamed write" if streamed else "filter"
+    timing = (f"{what} {filter_seconds:.2f} s ({mvox_s:.1f} megavoxels/s)"
+              + ("" if streamed else f", write {write_seconds:.2f} s")
+              + f", first-call compilation {compile_seconds:.2f} s; total {total:.2f} s")
+    _emit(args, summary, [(f"wrote {written} ({fmt}; {args.filter_name}, shape "
+                          f"{'x'.join(map(str, data.shape))}, {result.dtype})"),
+                          f"  {timing}"])
     return EXIT_OK
 
 
@@ -732,19 +964,25 @@ def _progress_mode(args):
 
 def _archive_summary(result):
     return {"succeeded": result.n_succeeded, "failed": result.n_failed,
-            "skipped": result.n_skipped, "features": str(result.features_path),
-            "errors": str(result.errors_path)}
+            "skipped": result.n_skipped, "reused": result.n_skipped,
+            "features": str(result.features_path), "errors": str(result.errors_path),
+            "warnings": list(result.warnings), "seconds_write": result.seconds_write,
+            "seconds_first_call": result.seconds_first_call}
 
 
-def _run_features(args, source, out_dir, settings):
+def _run_features(args, source, out_dir, settings, pipeline_options=None):
     from .archive import process_archive
 
     if not Path(source).exists():
         raise FileNotFoundError(f"archive source not found: {str(source)!r}")
-    return process_archive(source, out_dir, scheduler=args.scheduler, n_workers=args.workers,
-                           progress=_progress_mode(args), retry_failed=args.retry_failed,
-                           feature_settings=settings, backend=args.backend,
-                           **_pipeline_options(args))
+    options = _pipeline_options(args) if pipeline_options is None else pipeline_options
+    result = process_archive(source, out_dir, scheduler=args.scheduler, n_workers=args.workers,
+                             progress=_progress_mode(args), retry_failed=args.retry_failed,
+                             feature_settings=settings, backend=args.backend,
+                             dashboard=args.dashboard, table_format=args.table_format,
+                             **options)
+    _warn(args, result.warnings)
+    return result
 
 
 def cmd_features(args):
@@ -753,10 +991,13 @@ def cmd_features(args):
     result = _run_features(args, args.source, args.out, settings)
     from .archive import write_feature_settings
 
-    write_feature_settings(args.out, settings)
+    write_feature_settings(args.out, settings, _pipeline_options(args))
     summary = {**_archive_summary(result), "seconds": time.perf_counter() - start}
     lines = [f"features: {result.summary()}", f"  table:  {result.features_path}",
              f"  errors: {result.errors_path}"]
+    if result.seconds_first_call is not None:
+        lines.append(f"  first call on the workers (compilation, imports; not in the "
+                     f"per-volume timings): {result.seconds_first_call:.2f} s")
     if result.n_failed:
         lines.append(f"  {result.n_failed} volume(s) failed: see {result.errors_path}")
     _emit(args, summary, lines)
@@ -780,18 +1021,21 @@ def cmd_train(args):
     from .demo import train_from_table
 
     table = _read_table(args.features)
-    from .archive import FEATURE_SETTINGS_FILE
+    from .archive import read_extraction
 
-    settings_file = Path(args.features).parent / FEATURE_SETTINGS_FILE
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+    settings, pipeline_options = read_extraction(Path(args.features).parent)
     start = time.perf_counter()
     training, model_dir = train_from_table(table, label=args.label, group=args.group,
                                            model=args.model, cv=args.cv, out_dir=args.out,
-                                           feature_settings=settings)
+                                           feature_settings=settings, impute=args.impute,
+                                           pipeline_options=pipeline_options)
     m = training.metrics
     summary = {"model": str(model_dir), "model_name": training.model_name,
                "n_features": len(training.feature_names), "classes": training.classes,
-               "metrics": m, "seconds": time.perf_counter() - start}
+               "metrics": m, "seconds": time.perf_counter() - start,
+               "warnings": list(training.warnings),
+               "dropped_features": training.provenance.get("dropped_features")}
+    _warn(args, training.warnings)
     _emit(args, summary, [
         (f"trained {training.model_name} on {m.get('n_samples')} rows, "
         f"{len(training.feature_names)} features; {m.get('cv')}-fold CV"
@@ -816,10 +1060,95 @@ def _features_input(model, source):
     return None
 
 
+def _normalised_options(options):
+    return {k: (list(v) if isinstance(v, (tuple, list)) else v)
+            for k, v in (options or {}).items()}
+
+
+def _extraction_plan(args, model, source):
+    """``(settings, pipeline_options)`` to extract `source` the way the model's training
+    features were made; UsageError (with the reason) where that is impossible."""
+    from .archive import read_manifest, scan_archive
+    from .features import FeatureSettings
+
+    card = model.card
+    extraction = card.get("extraction") or {}
+    trained = card.get("settings")
+    given = _feature_settings(args)
+    if (given is not None and trained is not None and FeatureSettings.coerce(given).to_dict()
+            != FeatureSettings.coerce(trained).to_dict()):
+            raise UsageError("the feature settings given differ from those the model was "
+                             f"trained with ({json.dumps(trained, sort_keys=True)}): features "
+                             "made otherwise are not what the model learnt from; leave the "
+                             "settings out to use the model's")
+    settings = trained if given is None else given
+    options = _pipeline_options(args)
+    if extraction.get("pipeline") is not None:
+        recorded = _normalised_options(extraction["pipeline"])
+        if options and _normalised_options(options) != recorded:
+            raise UsageError(f"the preprocessing given ({_normalised_options(options)}) differs "
+                             f"from the model's training features ({recorded}); leave those "
+                             "options out to use the model's")
+        options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()}
+    masked = extraction.get("masked")
+    path = Path(source)
+    entries = read_manifest(path) if path.is_file() else scan_archive(path)
+    without = [e for e in entries if e.mask is None]
+    n_train = extraction.get("n_rows")
+    if masked is True and without:
+        raise UsageError(
+            f"the model was trained on features of masked ROIs ({extraction.get('n_masked')} "
+            f"of {n_train} training rows had a mask), but {len(without)} of the "
+            f"{len(entries)} volume(s) of {str(source)!r} have none (e.g. "
+            f"{without[0].path!r}); features of whole volumes would be of another kind: "
+            "give a manifest with a mask column")
+    if masked is False and len(without) < len(entries):
+        raise UsageError(
+            f"the model was trained on features of whole volumes (no masks), but "
+            f"{len(entries) - len(without)} volume(s) of {str(source)!r} have a mask; "
+            "remove the mask column or train on masked features")
+    return settings, options
+
+
+def _manifest_extras(source, table):
+    """Columns of the manifest that the features table lacks, aligned to its rows."""
+    import csv
+
+    path = Path(source)
+    if not (path.is_file() and path.suffix.lower() == ".csv"):
+        return {}
+    base = path.resolve().parent
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
+        extra = [c for c in columns if c not in ("path", "mask", "roi", "label", "subject")]
+        if not extra:
+            return {}
+        by_key = {}
+        for row in reader:
+            row = {k.strip(): (v.strip() if isinstance(v, str) else v)
+                   for k, v in row.items() if k is not None}
+
+            def resolve(p):
+                return str((base / p).resolve()) if p else None
+
+            key = (resolve(row.get("path")), resolve(row.get("mask")), row.get("roi") or None)
+            by_key.setdefault(key, row)
+
+    def text(v):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+    keys = [(text(p), text(m), text(r)) for p, m, r in zip(
+        table["path"], table["mask"] if "mask" in table else [None] * len(table),
+        table["roi"] if "roi" in table else [None] * len(table))]
+    return {c: [by_key.get(k, {}).get(c) for k in keys] for c in extra}
+
+
 def cmd_predict(args):
+    import numpy as np
     import pandas as pd
 
-    from .classify import load_model
+    from .classify import load_model, row_fingerprints
 
     if not Path(args.model).is_dir():
         raise FileNotFoundError(f"model folder not found: {args.model!r} (train writes one "
@@ -832,19 +1161,31 @@ def cmd_predict(args):
         raise UsageError(f"--out must end in .csv or .parquet, got {str(out)!r}")
     table, archive = _features_input(model, args.source), None
     if table is None:
-        settings = _feature_settings(args) or model.card.get("settings")
+        settings, options = _extraction_plan(args, model, args.source)
         archive = _run_features(args, args.source, out.with_name(out.stem + "-features"),
-                                settings)
+                                settings, options)
         table = archive.features
+    warnings = []
     if len(table):
         # Only the model's columns: metadata (path, subject) is text, not features.
         wanted = set(model.feature_names)
-        labels, proba = model.predict(table[[c for c in table.columns if c in wanted]])
+        features = table[[c for c in table.columns if c in wanted]]
+        labels, proba = model.predict(features)
+        seen = set(model.card.get("training_rows") or ())
+        if seen and not set(model.feature_names) - set(features.columns):
+            overlap = sum(f in seen for f in row_fingerprints(features, model.feature_names))
+            if overlap:
+                warnings.append(
+                    f"{overlap} of the {len(table)} row(s) to predict are rows the model was "
+                    "trained on: their predictions are not out-of-sample estimates (the "
+                    "cross-validated metrics of `train` are)")
     else:
-        import numpy as np
         labels, proba = np.array([]), np.zeros((0, len(model.card["classes"])))
-    result = pd.DataFrame({c: table[c].to_numpy() for c in ("path", "mask", "subject")
-                           if c in table.columns})
+    result = pd.DataFrame({c: table[c].to_numpy() for c in ("path", "mask", "roi", "label",
+                                                            "subject")
+                           if c in table.columns and (c == "path" or table[c].notna().any())})
+    for c, values in _manifest_extras(args.source, table).items():
+        result[c] = values
     result["predicted"] = labels
     for k, c in enumerate(model.card["classes"]):
         result[f"probability_{c}"] = proba[:, k]
@@ -854,7 +1195,9 @@ def cmd_predict(args):
     else:
         result.to_csv(out, index=False)
     counts = result["predicted"].astype(str).value_counts().to_dict()
-    summary = {"predictions": str(out), "n": len(result), "counts": counts}
+    _warn(args, warnings)
+    summary = {"predictions": str(out), "n": len(result), "counts": counts,
+               "warnings": warnings}
     lines = [f"wrote {len(result)} prediction(s) to {out}: "
              + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))]
     if archive is not None:
@@ -882,6 +1225,12 @@ def _study_lines(result, what):
     return lines
 
 
+def _command_line():
+    import shlex
+
+    return shlex.join([PROG, *sys.argv[1:]])
+
+
 def cmd_run(args):
     from .demo import run_study
 
@@ -892,8 +1241,11 @@ def cmd_run(args):
                        model=args.model, cv=args.cv, feature_settings=_feature_settings(args),
                        scheduler=args.scheduler, n_workers=args.workers, backend=args.backend,
                        progress=_progress_mode(args), pipeline_options=_pipeline_options(args),
-                       title=f"medimg-fast run: {Path(args.source).name}")
+                       title=f"medimg-fast run: {Path(args.source).name}",
+                       impute=args.impute, table_format=args.table_format,
+                       dashboard=args.dashboard, command_line=_command_line())
     summary = {**result.summary(), "seconds": time.perf_counter() - start}
+    _warn(args, result.warnings)
     _emit(args, summary, _study_lines(result, "run"))
     return result.exit_code
 
@@ -904,9 +1256,11 @@ def cmd_demo(args):
     start = time.perf_counter()
     result = run_demo(args.out, size=args.size, seed=args.seed, n_workers=args.workers,
                       scheduler=args.scheduler, backend=args.backend,
-                      progress=_interactive(args), model=args.model, cv=args.cv)
+                      progress=_interactive(args) or _progress_mode(args), model=args.model,
+                      cv=args.cv, dashboard=args.dashboard, command_line=_command_line())
     seconds = time.perf_counter() - start
     summary = {**result.summary(), "seconds": seconds, "size": args.size}
+    _warn(args, result.warnings)
     _emit(args, summary, _study_lines(result, f"demo ({args.size})")
           + [f"  total {seconds:.1f} s"])
     return result.exit_code
@@ -1004,17 +1358,45 @@ _COMMANDS = {"info": cmd_info, "filter": cmd_filter, "features": cmd_features,
              "demo": cmd_demo}
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _stdout_gone():
+    # The reader (``| head``) has gone: point stdout at /dev/null so that the interpreter's
+    # final flush does not fail again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None) -> int:
     """Run ``medimg-fast`` with `argv` (default ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    import threading
+
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parse_args(argv)
         debug = debug or args.debug
+        _setup_logging(args)
         return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:
+        _stdout_gone()
+        return EXIT_OK
+    except KeyboardInterrupt as exc:
+        # Finished volumes are already stored as parts: a rerun resumes from them.
+        for name in _DASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}; finished volumes "
+              "are kept, rerun to resume", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except UsageError as exc:
         if debug:
             traceback.print_exc()
@@ -1035,3 +1417,6 @@ def main(argv=None) -> int:
         print(f"{PROG}: internal error: {type(exc).__name__}: {one_line(exc)}{hint}",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)

@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 CLASSES = ("smooth", "speckled")
+#: Texture scale of the lesion per class: the sigma (voxels) of the Gaussian that smooths its
+#: white noise is drawn from a normal ``(mean, sd)``, clipped to [0.4, 2.5].  The classes
+#: overlap, so a classifier does well but not perfectly (the demo's CV AUC is about 0.85).
+TEXTURE_SIGMA = {"smooth": (1.3, 0.25), "speckled": (0.8, 0.25)}
 #: CT display window for soft tissue and the lesion: level 40 HU, width 400 HU
 SOFT_TISSUE_WINDOW = (-160.0, 240.0)
 
@@ -145,7 +149,8 @@ def synthetic_ct(rng, shape, label):
     lesion = _ellipsoid(grid, centre, radii)
     idx = np.nonzero(lesion)
     box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
-    sigma = 2.0 if label == "smooth" else 0.6
+    mean_sigma, sd_sigma = TEXTURE_SIGMA[label]
+    sigma = float(np.clip(rng.normal(mean_sigma, sd_sigma), 0.4, 2.5))
     texture = ndimage.gaussian_filter(rng.standard_normal(
         tuple(s.stop - s.start for s in box)).astype(np.float32), sigma, mode="reflect")
     inside = lesion[box]
@@ -438,6 +443,8 @@ class StudyResult:
         The model folder (``model.skops``, ``model_card.json``, ``metrics.json``).
     stages : list of dict
         ``stage, seconds, volumes, megavoxels`` per stage: the throughput table.
+    warnings : list of str
+        The archive's and the training's warnings (also in the report and model card).
     """
 
     archive: object
@@ -446,6 +453,7 @@ class StudyResult:
     report: Path | None
     model_path: Path | None
     stages: list
+    warnings: list = dataclasses.field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -462,6 +470,8 @@ class StudyResult:
             "report": None if self.report is None else str(self.report),
             "metrics": _jsonable(self.metrics),
             "stages": _jsonable(self.stages),
+            "reused": int(self.archive.n_skipped),
+            "warnings": list(self.warnings),
         }
 
 
@@ -483,28 +493,76 @@ def _jsonable(value):
 
 
 def feature_columns(table, exclude=()):
-    """The numeric feature columns of a features table (metadata columns left out)."""
-    meta = {"path", "mask", "label", "subject", *exclude}
-    return [c for c in table.columns
-            if c not in meta and np.issubdtype(table[c].dtype, np.number)]
+    """The numeric feature columns of a features table (metadata and timings left out)."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    from .archive import TIMING_COLUMNS
+
+    meta = {"path", "mask", "roi", "label", "subject", *TIMING_COLUMNS, *exclude}
+    return [c for c in table.columns if c not in meta and is_numeric_dtype(table[c].dtype)
+            and not is_bool_dtype(table[c].dtype)]
 
 
-def _usable_features(table, columns):
-    """Drop columns that are constant or non-finite somewhere: they carry no information and
-    some models refuse NaN."""
+def _usable_features(table, columns, *, impute=False):
+    """``(kept, dropped)``: columns constant over the finite rows carry no information;
+    columns with NaN or infinite values in some rows are dropped unless `impute` (the
+    model's pipeline then fills them with the training-fold median).  ``dropped`` maps
+    ``"constant"`` and ``"non-finite"`` to column names."""
     values = table[columns].to_numpy(dtype=np.float64)
-    finite = np.isfinite(values).all(axis=0)
-    varying = np.nanstd(np.where(np.isfinite(values), values, np.nan), axis=0) > 0
-    return [c for c, ok in zip(columns, finite & varying) if ok]
+    finite_mask = np.isfinite(values)
+    finite = finite_mask.all(axis=0)
+    clean = np.where(finite_mask, values, np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            spread = np.nanmax(clean, axis=0) - np.nanmin(clean, axis=0)
+    varying = np.nan_to_num(spread, nan=0.0) > 0
+    kept, dropped = [], {"constant": [], "non-finite": []}
+    for c, ok_finite, ok_vary in zip(columns, finite, varying):
+        if not ok_vary:
+            dropped["constant"].append(c)
+        elif not ok_finite and not impute:
+            dropped["non-finite"].append(c)
+        else:
+            kept.append(c)
+    return kept, dropped
+
+
+#: Column names that look like a subject / patient identifier (compared in lower case).
+_SUBJECT_LIKE = ("subject", "subject_id", "patient", "patient_id", "patientid", "participant",
+                 "participant_id", "mrn", "case_id", "individual")
+
+
+def _subject_like_columns(table, label):
+    return [c for c in table.columns if str(c).lower() in _SUBJECT_LIKE and c != label
+            and table[c].notna().any()]
+
+
+def extraction_provenance(table, settings=None, pipeline_options=None):
+    """How a features table was made, for the model card: ``masked`` (True, False or
+    ``"mixed"``), the counts, the feature settings and the pipeline options."""
+    n = len(table)
+    n_masked = int(table["mask"].notna().sum()) if "mask" in table.columns else 0
+    masked = True if n and n_masked == n else False if n_masked == 0 else "mixed"
+    return {"masked": masked, "n_rows": n, "n_masked": n_masked,
+            "settings": settings, "pipeline": dict(pipeline_options or {})}
 
 
 def train_from_table(table, *, label="label", group=None, model="random_forest", cv=5,
-                     out_dir=None, feature_settings=None):
+                     out_dir=None, feature_settings=None, impute=False, pipeline_options=None):
     """Cross-validated training on a features table with :func:`medimg_fast.classify.train`.
 
-    Feature columns are the numeric columns other than the metadata, `label` and `group`,
-    less those that are constant or non-finite (no information; some models refuse NaN).
-    `cv` is lowered to what the smallest class (or the number of subjects) allows.
+    Feature columns are the numeric columns other than the metadata, the timings, `label`
+    and `group`, less those that are constant (no information) and, unless `impute`, those
+    that are NaN or infinite in some rows; with `impute` such columns are kept and the
+    model's pipeline fills them with the training-fold median.  `cv` is lowered to what
+    the smallest class (or the number of subjects) allows.
+
+    ``training.warnings`` lists what to check before trusting the metrics: near-perfect
+    CV (with the features that carry it), a subject-like column while CV is not grouped,
+    and dropped features (named, with their count).
 
     Returns
     -------
@@ -520,7 +578,12 @@ def train_from_table(table, *, label="label", group=None, model="random_forest",
     if group is not None and group not in table.columns:
         raise ValueError(f"`group` column {group!r} is not in the features table; "
                          f"its columns include {list(table.columns[:6])}")
-    columns = _usable_features(table, feature_columns(table, exclude=(label, group or "")))
+    if table[label].isna().any():
+        n = int(table[label].isna().sum())
+        raise ValueError(f"{n} row(s) of the features table have no {label!r}: training "
+                         "needs a label for every row (predict unlabelled cases instead)")
+    columns, dropped = _usable_features(
+        table, feature_columns(table, exclude=(label, group or "")), impute=impute)
     if not columns:
         raise ValueError("the features table has no usable numeric feature column")
     labels = table[label].astype(str).to_numpy()
@@ -537,6 +600,34 @@ def train_from_table(table, *, label="label", group=None, model="random_forest",
                          f"{dict(zip(names.tolist(), counts.tolist()))}")
     training = classify.train(table[columns], labels, model=model, groups=groups,
                               cv=n_splits, settings=feature_settings)
+    warnings = list(training.warnings)
+    if group is None:
+        like = _subject_like_columns(table, label)
+        if like:
+            per = table[like[0]].astype(str)
+            repeated = int((per.value_counts() > 1).sum())
+            warnings.append(
+                f"column {like[0]!r} looks like a subject identifier ({repeated} of "
+                f"{per.nunique()} value(s) on several rows) but cross-validation is not "
+                f"grouped: rows of one subject in training and test folds inflate the "
+                f"metrics; pass --group {like[0]} (group={like[0]!r})")
+    for reason, cols in dropped.items():
+        if not cols:
+            continue
+        shown = ", ".join(cols[:10]) + (f" and {len(cols) - 10} more" if len(cols) > 10 else "")
+        hint = ("" if reason == "constant" else
+                "; pass --impute (impute=True) to keep them, filled with the training "
+                "median")
+        warnings.append(f"{len(cols)} {reason} feature(s) dropped: {shown}{hint}")
+    training.warnings = warnings
+    settings = training.settings
+    training.provenance = {
+        "label_column": label, "group_column": group,
+        "dropped_features": {k: list(v) for k, v in dropped.items()},
+        "imputed": bool(impute),
+        "extraction": extraction_provenance(table, settings, pipeline_options),
+        "training_rows": classify.row_fingerprints(table, columns),
+    }
     model_dir = None
     if out_dir is not None:
         model_dir = classify.save_model(training, out_dir)
@@ -548,7 +639,8 @@ def train_from_table(table, *, label="label", group=None, model="random_forest",
 def run_study(source, out_dir, *, label="label", group=None, model="random_forest", cv=5,
               feature_settings=None, scheduler=None, n_workers=None, backend="auto",
               progress="auto", extra_stages=(), real_scans=None, real_images=(),
-              examples=None, title="medimg-fast study", pipeline_options=None, megavoxels=None):
+              examples=None, title="medimg-fast study", pipeline_options=None, megavoxels=None,
+              impute=False, table_format="parquet", dashboard=False, command_line=None):
     """Features, cross-validated training and the HTML report for one archive.
 
     Parameters
@@ -572,6 +664,12 @@ def run_study(source, out_dir, *, label="label", group=None, model="random_fores
         Total size of the archive, when known, for the throughput table.
     pipeline_options : dict, optional
         More :class:`~medimg_fast.archive.PipelineConfig` fields (window, normalize, ...).
+    impute : bool
+        Keep features that are NaN in some rows (median-imputed) instead of dropping them.
+    table_format, dashboard :
+        Passed to :func:`~medimg_fast.archive.process_archive`.
+    command_line : str, optional
+        Shown in the report (how it was made).
 
     Returns
     -------
@@ -590,13 +688,26 @@ def run_study(source, out_dir, *, label="label", group=None, model="random_fores
     archive = process_archive(source, out_dir / "features", scheduler=scheduler,
                               n_workers=n_workers, progress=progress,
                               feature_settings=settings, backend=backend,
+                              table_format=table_format, dashboard=dashboard,
                               **(pipeline_options or {}))
     seconds = time.perf_counter() - start
-    write_feature_settings(out_dir / "features", settings)
+    write_feature_settings(out_dir / "features", settings, pipeline_options)
     table = archive.features
-    stages.append({"stage": "read + features (Dask)", "seconds": seconds,
-                   "volumes": int(archive.n_succeeded + archive.n_failed - archive.n_skipped),
+    if megavoxels is None and "megavoxels" in table.columns:
+        megavoxels = float(table["megavoxels"].sum())  # as read, before any resampling
+    n_computed = int(archive.n_succeeded + archive.n_failed - archive.n_skipped)
+    stages.append({"stage": f"read + features of {n_computed} volume(s) (Dask, wall time)",
+                   "seconds": seconds, "volumes": n_computed,
                    "megavoxels": math.nan if megavoxels is None else megavoxels})
+    if "time_total_s" in table.columns and len(table):
+        # The workers' own seconds per stage, summed over the volumes (reused ones too).
+        for column, name in (("time_read_s", "read"), ("time_preprocess_s", "preprocess"),
+                             ("time_filter_s", "filter"), ("time_features_s", "features")):
+            if column in table.columns:
+                stages.append({"stage": f"  {name}: sum over {len(table)} volume(s), "
+                                        "on the workers",
+                               "seconds": float(table[column].sum()), "volumes": len(table),
+                               "megavoxels": float(table["megavoxels"].sum())})
 
     training = metrics = model_path = None
     columns, train_note = [], None
@@ -606,7 +717,7 @@ def run_study(source, out_dir, *, label="label", group=None, model="random_fores
         start = time.perf_counter()
         training, model_path = train_from_table(
             table, label=label, group=group, model=model, cv=cv, out_dir=out_dir / "model",
-            feature_settings=settings)
+            feature_settings=settings, impute=impute, pipeline_options=pipeline_options)
         metrics, columns = training.metrics, training.feature_names
         stages.append({"stage": f"training ({model}, {cv}-fold CV)",
                        "seconds": time.perf_counter() - start, "volumes": len(table),
@@ -616,20 +727,28 @@ def run_study(source, out_dir, *, label="label", group=None, model="random_fores
             raise
         train_note = f"no model trained: {exc}"
 
+    warnings = list(archive.warnings) + list(getattr(training, "warnings", None) or [])
     report = write_report(out_dir / "report.html", title=title, source=str(source),
                           features=table, errors=archive.errors, training=training,
                           metrics=metrics or {}, feature_names=columns, label=label,
                           stages=stages, real_scans=real_scans, real_images=real_images,
-                          examples=examples, note=train_note)
+                          examples=examples, note=train_note, warnings=warnings,
+                          settings={"feature settings": settings,
+                                    "pipeline": pipeline_options or {}},
+                          command_line=command_line,
+                          groups=(None if group is None or training is None
+                                  else table[group].astype(str).to_numpy()))
     return StudyResult(archive=archive, training=training, metrics=metrics or {},
-                       report=report, model_path=model_path, stages=stages)
+                       report=report, model_path=model_path, stages=stages,
+                       warnings=warnings)
 
 
-def example_responses(volume_path, mask_path=None, *, backend="auto"):
+def example_responses(volume_path, mask_path=None, *, backend="auto", with_roi=False):
     """Filter responses on the middle lesion slice of one volume, for the report.
 
     Returns ``(panels, seconds_per_filter)``: panels are ``(title, 2-D array)`` and the timing
-    covers each 3-D filter on the whole volume.
+    covers each 3-D filter on the whole volume; with `with_roi` also the ROI's slice (or
+    None) and the slice index.
     """
     from . import filters
     from .io import open_volume
@@ -637,6 +756,7 @@ def example_responses(volume_path, mask_path=None, *, backend="auto"):
     vol = open_volume(volume_path)
     image = np.asarray(vol.data.compute(), dtype=np.float32)
     z = image.shape[0] // 2
+    mask = None
     if mask_path is not None:
         mask = np.asarray(open_volume(mask_path).data.compute()) != 0
         if mask.any():
@@ -659,11 +779,14 @@ def example_responses(volume_path, mask_path=None, *, backend="auto"):
         # smoothed intensities stay in HU: show them in the same window as the original
         panels.append((name, response, SOFT_TISSUE_WINDOW) if name.startswith(("Gaussian",
                       "median")) else (name, response))
+    if with_roi:
+        return panels, timings, (None if mask is None else mask[z]), z
     return panels, timings
 
 
 def run_demo(out_dir, *, size="medium", seed=0, n_workers=None, scheduler=None,
-             backend="auto", progress=True, model="random_forest", cv=5):
+             backend="auto", progress=True, model="random_forest", cv=5, dashboard=False,
+             command_line=None):
     """``medimg-fast demo``: generate the synthetic archive and run the whole study on it.
 
     Parameters
@@ -676,8 +799,11 @@ def run_demo(out_dir, *, size="medium", seed=0, n_workers=None, scheduler=None,
     seed : int
     n_workers, scheduler, backend :
         Passed to :func:`medimg_fast.archive.process_archive`.
-    progress : bool
-        Progress bars on the long stages.
+    progress : bool or "auto"
+        True: progress bars on the long stages; "auto": the archive's progress lines when
+        stderr is not a terminal (see :func:`~medimg_fast.archive.process_archive`).
+    dashboard, command_line :
+        Passed to :func:`run_study`.
 
     Returns
     -------
@@ -689,7 +815,7 @@ def run_demo(out_dir, *, size="medium", seed=0, n_workers=None, scheduler=None,
     out_dir.mkdir(parents=True, exist_ok=True)
     images = out_dir / "images"
     images.mkdir(exist_ok=True)
-    gen = generate_archive(out_dir / "archive", size=size, seed=seed, progress=progress)
+    gen = generate_archive(out_dir / "archive", size=size, seed=seed, progress=progress is True)
     stages = [{"stage": "generate + write archive", "seconds": gen["seconds"],
                "volumes": gen["n_volumes"], "megavoxels": gen["megavoxels"]}]
 
@@ -704,19 +830,22 @@ def run_demo(out_dir, *, size="medium", seed=0, n_workers=None, scheduler=None,
     for cls in CLASSES:
         row = next(r for r in rows if r["label"] == cls and r["path"].startswith("nifti"))
         base = Path(gen["manifest"]).parent
-        panels, timings = example_responses(base / row["path"], base / row["mask"],
-                                             backend=backend)
-        png = save_slices_png(images / f"example_{cls}.png", panels,
-                              title=f"{Path(row['path']).name} (class {cls})")
+        panels, timings, roi, z = example_responses(base / row["path"], base / row["mask"],
+                                                     backend=backend, with_roi=True)
+        png = save_slices_png(images / f"example_{cls}.png", panels, roi=roi, slice_index=z,
+                              title=f"{row['path']} (class {cls}; ROI outlined in red)")
         examples.append({"title": f"class {cls}: {row['path']}", "path": png})
         for t in timings:
-            stages.append({"stage": f"filter: {t['filter']}", "seconds": t["seconds"],
-                           "volumes": 1, "megavoxels": t["megavoxels"]})
+            stages.append({"stage": f"filter: {t['filter']} on {Path(row['path']).name}",
+                           "seconds": t["seconds"], "volumes": 1,
+                           "megavoxels": t["megavoxels"]})
 
     return run_study(gen["manifest"], out_dir, label="label", group="subject", model=model,
                      cv=cv, feature_settings=DEMO_FEATURE_SETTINGS, scheduler=scheduler,
                      n_workers=n_workers, backend=backend,
-                     progress=bool(progress), extra_stages=stages,
+                     progress="auto" if progress == "auto" else bool(progress),
+                     extra_stages=stages,
                      real_scans=real_rows, real_images=real_images, examples=examples,
                      title=f"medimg-fast demo ({size}, seed {seed})",
-                     megavoxels=gen["megavoxels"])
+                     megavoxels=gen["megavoxels"], dashboard=dashboard,
+                     command_line=command_line)

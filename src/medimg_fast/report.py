@@ -1,8 +1,10 @@
 """The HTML report of a study: archive, example slices, throughput, CV metrics, features.
 
-:func:`write_report` writes one self-describing ``report.html`` and its PNG images into an
-``images/`` folder beside it; the page references them by relative path, so the folder can
-be moved or zipped as a whole.  Figures are drawn with matplotlib's Agg renderer on bare
+:func:`write_report` writes one self-contained ``report.html``: its images are embedded as
+base64 PNG, so the single file can be mailed or attached to a paper's supplement (copies of
+the PNGs are also written to ``images/`` beside it, named in each image's ``data-file``).
+It records the settings, the medimg-fast version and the command line that made it, and
+the training warnings.  Figures are drawn with matplotlib's Agg renderer on bare
 ``Figure`` objects (no display, pyplot untouched).  The PNG helpers (:func:`save_slices_png`, :func:`save_confusion_png`,
 :func:`save_roc_png`, :func:`save_bar_png`) are public so other commands (``bench``) reuse
 them.
@@ -45,19 +47,24 @@ def _save(fig, path):
     return path
 
 
-def save_slices_png(path, panels, *, title=None):
-    """A row of 2-D images, each with its own grey scale.
+def save_slices_png(path, panels, *, title=None, roi=None, slice_index=None):
+    """A row of 2-D images, each with its own grey scale and a colour bar.
 
     Parameters
     ----------
     path : str or os.PathLike
     panels : sequence of (str, 2-D array) or (str, 2-D array, (low, high))
         A panel's display window (e.g. a CT soft-tissue window in HU) when given, else the
-        2nd-98th percentile of its values.
+        2nd-98th percentile of its values (a filter response gets its own scale).  The
+        window is written under each panel.
     title : str, optional
+    roi : 2-D bool array, optional
+        Outlined in red over every panel.
+    slice_index : int, optional
+        Shown in each panel's title (``z = k``).
     """
     n = len(panels)
-    fig = _figure((2.6 * n, 2.9))
+    fig = _figure((3.0 * n, 3.1))
     axes = fig.subplots(1, n, squeeze=False)
     for ax, (name, image, *window) in zip(axes[0], panels):
         image = np.asarray(image, dtype=np.float64)
@@ -66,9 +73,18 @@ def save_slices_png(path, panels, *, title=None):
             lo, hi = window[0]
         else:
             lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
-        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
+        hi = hi if hi > lo else lo + 1
+        shown = ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+        if roi is not None and np.asarray(roi).any():
+            ax.contour(np.asarray(roi, dtype=float), levels=[0.5], colors="red",
+                       linewidths=0.8)
+        label = name if slice_index is None else f"{name}, z = {slice_index}"
+        ax.set_title(label, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"window [{lo:.4g}, {hi:.4g}]", fontsize=7)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+        bar.ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -114,13 +130,20 @@ def save_roc_png(path, y_true, proba, classes):
 
 
 def save_bar_png(path, names, values, *, xlabel, title=None, errors=None):
-    """Horizontal bars, first name on top."""
+    """Horizontal bars, first name on top; a log scale when the values span more than two
+    decades, so no bar is too small to see."""
     names = [str(n) for n in names]
     fig = _figure((6.0, 0.35 * len(names) + 1.0))
     ax = fig.subplots()
     y = np.arange(len(names))[::-1]
+    values = np.asarray(values, dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    log = positive.size >= 2 and positive.max() / positive.min() > 100
     ax.barh(y, values, xerr=errors, color="#4477aa")
     ax.set_yticks(y, names, fontsize=8)
+    if log:
+        ax.set_xscale("log")
+        xlabel = f"{xlabel} (log scale)"
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, fontsize=9)
@@ -153,6 +176,35 @@ def feature_importances(training, X, y, *, n_repeats=5):
     return "permutation (drop in balanced accuracy)", result.importances_mean
 
 
+def family_contributions(training, X, y, groups=None):
+    """Per feature family (the IBSI prefix: ``stat``, ``ih``, ``cm``, ``morph``...): the
+    number of features, the best feature alone (univariate AUC, binary labels) and the
+    cross-validated ROC AUC of the same model trained on that family only, with the same
+    folds; rows sorted by that AUC.  What tells a reader which families help."""
+    from .classify import train, univariate_auc
+
+    names = list(training.feature_names)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y).astype(str)
+    aucs = univariate_auc(X, y, names)
+    rows = []
+    for family in sorted({n.split("_", 1)[0] for n in names}):
+        cols = [i for i, n in enumerate(names) if n.split("_", 1)[0] == family]
+        best = max(((aucs.get(names[i], math.nan), names[i]) for i in cols),
+                   key=lambda t: -1 if math.isnan(t[0]) else t[0])
+        try:
+            alone = train(X[:, cols], y, model=training.model_name, groups=groups,
+                          cv=training.cv, random_state=training.random_state)
+            cv_auc = alone.metrics["roc_auc"]
+        except ValueError:
+            cv_auc = math.nan
+        rows.append({"family": family, "features": len(cols), "CV ROC AUC alone": cv_auc,
+                     "best feature": best[1], "its univariate AUC": best[0]})
+    rows.sort(key=lambda r: -r["CV ROC AUC alone"] if math.isfinite(r["CV ROC AUC alone"])
+              else 0.0)
+    return rows
+
+
 def _fmt(value):
     if value is None:
         return ""
@@ -165,13 +217,23 @@ def _fmt(value):
     return str(value)
 
 
+def _cell(value, limit=60):
+    text = _fmt(value)
+    if len(text) <= limit:
+        return f"<td>{html.escape(text)}</td>"
+    # Long text (paths, messages) is cut at the start, where paths share their prefix;
+    # the whole text is on hover.
+    return (f"<td class='long' title=\"{html.escape(text, quote=True)}\">"
+            f"&hellip;{html.escape(text[-(limit - 1):])}</td>")
+
+
 def _table(rows, columns, *, max_rows=None):
     if not rows:
         return "<p><em>none</em></p>"
     shown = rows if max_rows is None else rows[:max_rows]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>"
         for r in shown)
     more = ""
     if max_rows is not None and len(rows) > max_rows:
@@ -180,15 +242,23 @@ def _table(rows, columns, *, max_rows=None):
 
 
 def _img(report_dir, path, alt):
+    import base64
+
     rel = os.path.relpath(Path(path), report_dir).replace(os.sep, "/")
-    return f'<figure><img src="{html.escape(rel)}" alt="{html.escape(alt)}"><figcaption>' \
-           f"{html.escape(alt)}</figcaption></figure>"
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" data-file="{html.escape(rel)}" '
+            f'alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>')
 
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 1em auto; max-width: 1360px; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; max-width: 100%;
+        table-layout: auto; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; max-width: 32em;
+         overflow-wrap: anywhere; }
+td.long { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.warning { background: #fde2e1; padding: 0.5em; border-left: 4px solid #c62828; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
 figcaption { font-size: 0.8em; color: #555; }
@@ -198,7 +268,8 @@ figcaption { font-size: 0.8em; color: #555; }
 
 def write_report(path, *, title="medimg-fast study", source="", features=None, errors=None,
                  training=None, metrics=None, feature_names=(), label="label", stages=(),
-                 real_scans=None, real_images=(), examples=None, note=None, top_features=15):
+                 real_scans=None, real_images=(), examples=None, note=None, top_features=15,
+                 warnings=(), settings=None, command_line=None, groups=None):
     """Write ``report.html`` and its images.
 
     Parameters
@@ -228,6 +299,14 @@ def write_report(path, *, title="medimg-fast study", source="", features=None, e
         A remark shown at the top (e.g. why no model was trained).
     top_features : int
         How many of the most important features to show.
+    warnings : sequence of str
+        Shown at the top (near-perfect CV, ungrouped subjects, dropped features, ...).
+    settings : dict, optional
+        The extraction settings, shown as JSON.
+    command_line : str, optional
+        The command that made the report.
+    groups : array-like, optional
+        The subject of each row of `features`, for the per-family cross-validation.
 
     Returns
     -------
@@ -242,33 +321,66 @@ def write_report(path, *, title="medimg-fast study", source="", features=None, e
         metrics = metrics or training.metrics
         feature_names = feature_names or training.feature_names
     metrics = metrics or {}
+    import json
+    import shlex
+    import sys
+
+    from . import __version__
+
+    if command_line is None:
+        command_line = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_CSS}</style></head><body>"),
              f"<h1>{html.escape(title)}</h1>",
              (f"<p>Source: <code>{html.escape(str(source))}</code><br>Written "
              f"{datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()} "
-             f"({os.cpu_count()} CPU cores, Python {platform.python_version()}).</p>")]
+             f"({os.cpu_count()} CPU cores, Python {platform.python_version()}) by "
+             f"medimg-fast {html.escape(__version__)}.<br>Command: "
+             f"<code>{html.escape(command_line)}</code></p>")]
     if note:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    if warnings:
+        parts.append("<h2>Warnings</h2>")
+        parts.extend(f"<p class='warning'>{html.escape(w)}</p>" for w in warnings)
+    if settings:
+        parts.append("<details><summary>Settings</summary><pre>"
+                     + html.escape(json.dumps(settings, indent=2, sort_keys=True, default=str))
+                     + "</pre></details>")
 
     n_ok = 0 if features is None else len(features)
     n_err = 0 if errors is None else len(errors)
     parts.append(f"<h2>Archive</h2><p>{n_ok} volume(s) processed, {n_err} in error.</p>")
     if features is not None and n_ok:
-        shown = [c for c in ("path", label, "subject", "stat_mean", "stat_var",
+        shown = [c for c in ("path", "mask", "roi", label, "subject", "stat_mean", "stat_var",
                              "morph_volume", "cm_contrast_3D_avg", "cm_joint_entr_3D_avg")
-                 if c in features.columns]
+                 if c in features.columns and (c in ("path", label)
+                                               or features[c].notna().any())]
         rows = features[shown].to_dict("records")
         for r in rows:
-            r["path"] = _short(r.get("path"))
-        parts.append(_table(rows, shown, max_rows=300))
+            for c in ("path", "mask"):
+                if c in r:
+                    r[c] = _shown_path(r[c])
+        parts.append("<div class='scroll'>" + _table(rows, shown, max_rows=300) + "</div>")
+        timing = [c for c in ("time_read_s", "time_preprocess_s", "time_filter_s",
+                              "time_features_s", "time_total_s", "megavoxels",
+                              "megavoxels_per_s") if c in features.columns]
+        if timing:
+            parts.append("<h3>Per-volume timings (seconds per stage, on the worker)</h3>")
+            cols = ["path", *(["roi"] if "roi" in shown else []), *timing]
+            rows = features[cols].to_dict("records")
+            for r in rows:
+                r["path"] = _shown_path(r["path"])
+            parts.append("<div class='scroll'>" + _table(rows, cols, max_rows=300) + "</div>")
     parts.append("<h3>Volumes in error</h3>")
     if errors is not None and n_err:
-        cols = [c for c in ("path", "stage", "error_type", "message") if c in errors.columns]
+        cols = [c for c in ("path", "mask", "roi", "stage", "error_type", "message")
+                if c in errors.columns and (c != "roi" or errors[c].notna().any())]
         rows = errors[cols].to_dict("records")
         for r in rows:
-            r["path"] = _short(r.get("path"))
-        parts.append(_table(rows, cols, max_rows=300))
+            for c in ("path", "mask"):
+                if c in r:
+                    r[c] = _shown_path(r[c])
+        parts.append("<div class='scroll'>" + _table(rows, cols, max_rows=300) + "</div>")
     else:
         parts.append("<p><em>none</em></p>")
 
@@ -344,6 +456,11 @@ def write_report(path, *, title="medimg-fast study", source="", features=None, e
         parts.append(_img(report_dir, png, "most important features"))
         parts.append(_table([{"feature": n, "importance": float(values[i])}
                              for n, i in zip(names, order)], ["feature", "importance"]))
+        rows = family_contributions(training, X, y, groups)
+        parts.append("<h2>Feature families</h2><p>Each family alone: the same model and "
+                     "folds on its features only, and its best single feature.</p>")
+        parts.append(_table(rows, ["family", "features", "CV ROC AUC alone", "best feature",
+                                   "its univariate AUC"]))
 
     parts.append("</body></html>")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -352,8 +469,9 @@ def write_report(path, *, title="medimg-fast study", source="", features=None, e
     return path
 
 
-def _short(p):
+def _shown_path(p):
+    """The whole path (a long one is cut at the start in the table, whole on hover): two
+    patients' ``CT/image`` must never look the same."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return ""
-    parts = Path(str(p)).parts
-    return "/".join(parts[-2:])
+    return str(p)
