@@ -72,6 +72,24 @@ def laws_depth(kernel, energy, delta, dims, ndim, rotation_invariant=False):
     return tuple(depth)
 
 
+def _signed_kernel_sets(sets):
+    """Group kernel sets equal up to the sign of their product: the 24 rotations of an
+    antisymmetric kernel (E5, W5, E3) include its flip, ``-k``, whose response is the
+    negated response, so one correlation serves both (halving the 3-D passes of E5L5S5).
+    Returns ``[(kernels, signs)]``: the response of ``kernels`` enters the pool once per
+    sign, negated for -1 (a pair is max-pooled as ``|r|``)."""
+    groups = {}
+    for ks in sets:
+        canonical, sign = [], 1.0
+        for k in ks:
+            first = k[np.flatnonzero(np.round(k, 15))[0]]
+            canonical.append(k if first > 0 else -k)
+            sign *= 1.0 if first > 0 else -1.0
+        key = tuple(tuple(np.round(k, 15)) for k in canonical)
+        groups.setdefault(key, (canonical, []))[1].append(sign)
+    return list(groups.values())
+
+
 def _check_delta(delta) -> int:
     if isinstance(delta, bool) or not isinstance(delta, numbers.Integral) or delta < 0:
         raise ValueError(f"`delta` must be a non-negative integer, got {delta!r}")
@@ -135,16 +153,25 @@ def laws_filter(image, kernel="E5L5S5", *, energy=False, delta=7, rotation_invar
     delta = _check_delta(delta)
     axes = dims_axes(dims, image.ndim)
     kernels = parse_laws_kernel(kernel, len(axes))
-    sets = oriented_kernel_sets(kernels, rotation_invariant)
+    sets = _signed_kernel_sets(oriented_kernel_sets(kernels, rotation_invariant))
     # convolution = correlation with the flipped (odd) kernels
-    pass_sets = [[(a, k[::-1].copy()) for a, k in zip(axes, ks)] for ks in sets]
+    pass_sets = [([(a, k[::-1].copy()) for a, k in zip(axes, ks)], signs)
+                 for ks, signs in sets]
     box = [(a, np.full(2 * delta + 1, 1.0 / (2 * delta + 1))) for a in axes] if delta else []
     depth = laws_depth(kernel, energy, delta, dims, image.ndim, rotation_invariant)
 
     def op(engine, block):
-        pool = Pool(engine.xp, pooling)
-        for passes in pass_sets:
-            pool.add(engine.correlate_separable(block, passes, mode, cval))
+        xp = engine.xp
+        pool = Pool(xp, pooling)
+        for passes, signs in pass_sets:
+            r = engine.correlate_separable(block, passes, mode, cval)
+            if len(signs) == 2 and pooling != "mean":
+                # the pooled pair {r, -r}: max |r|, min -|r|
+                r = xp.abs(r, out=r)
+                pool.add(r if pooling == "max" else xp.negative(r, out=r))
+            else:
+                for sign in signs:
+                    pool.add(r if sign > 0 else -r)
         response = pool.result()
         if not energy:
             return response
