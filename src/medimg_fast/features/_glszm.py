@@ -923,11 +923,11 @@ def glszm_features(matrix) -> dict[str, float]:
     >>> round(f["sze"], 4), round(f["z_perc"], 4)
     (0.75, 0.75)
     """
-    m = np.asarray(matrix, dtype=np.float64)
+    m = np.asarray(matrix)
     if m.ndim != 2:
         raise ValueError(f"`matrix` must be 2-D (Ng, Nz), got shape {m.shape}")
-    n_voxels = float(np.sum(m * np.arange(1, m.shape[1] + 1)))
-    return dict(zip(GLSZM_FEATURES, emphasis_features(m, n_voxels)))
+    # N_v = sum_ij j s_ij, the default of the shared formulas
+    return dict(zip(GLSZM_FEATURES, emphasis_features(m)))
 
 
 def gldzm_features(matrix, *, n_voxels=None) -> dict[str, float]:

@@ -240,9 +240,9 @@ def emphasis_features(matrix, n_voxels=None) -> tuple[float, ...]:
     >>> f[0], f[12]
     (0.75, 0.75)
     """
-    m = np.asarray(matrix, dtype=np.float64)
+    m = np.asarray(matrix)
     ii, jj = np.nonzero(m)
-    c = m[ii, jj]
+    c = m[ii, jj].astype(np.float64)  # only the non-zero entries are converted
     n_s = float(c.sum())
     if n_s <= 0:
         return (math.nan,) * 16
