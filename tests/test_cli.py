@@ -491,3 +491,68 @@ def test_sigterm_ends_cleanly_and_keeps_finished_parts(archive, tmp_path):
     records = [json.loads(line.split(": ", 1)[1]) for line in log.read_text().splitlines()
                if "medimg_fast.archive INFO" in line]
     assert any(r["event"] == "volume" and r["status"] == "ok" for r in records)
+
+
+def _dicom_tree(tmp_path):
+    """pydicom's 5-slice CT series with an RTSTRUCT of two ROIs, in one folder."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "io"))
+    from _dicom_masks import CT5N, ct_slices, write_rtstruct
+
+    tree = tmp_path / "pacs"
+    shutil.copytree(CT5N, tree / "ct")
+    rect = [(1.5, 1.5), (1.5, 9.5), (7.5, 9.5), (7.5, 1.5)]
+    write_rtstruct(tree / "rs.dcm", ct_slices(), [("GTV-1", [(1, rect), (2, rect)]),
+                                                  ("Node", [(3, rect)])])
+    return tree
+
+
+def test_info_lists_the_rois_of_a_structure_set(tmp_path):
+    tree = _dicom_tree(tmp_path)
+    proc = cli("--json", "info", tree / "rs.dcm")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["kind"] == "rtstruct"
+    assert [(r["name"], r["n_contours"]) for r in summary["rois"]] == [("GTV-1", 2),
+                                                                       ("Node", 1)]
+    proc = cli("info", tree / "ct")
+    assert proc.returncode == 0 and "volume 5x" in proc.stdout
+
+
+def test_scan_writes_a_manifest_that_features_reads(tmp_path):
+    tree = _dicom_tree(tmp_path)
+    manifest = tmp_path / "manifest.csv"
+    proc = cli("--json", "scan", tree, "--out", manifest, "--workers", 1)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows"] == 2
+    rows = list(csv.DictReader(manifest.open()))
+    assert sorted(r["roi"] for r in rows) == ["GTV-1", "Node"]
+    assert {r["modality"] for r in rows} == {"CT"} and all(r["series_uid"] for r in rows)
+    proc = cli("--quiet", "features", manifest, "--out", tmp_path / "f", "--workers", 1,
+               "--families", "stat", "morph")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_parquet(tmp_path / "f" / "features.parquet")
+    assert sorted(table["roi"]) == ["GTV-1", "Node"]
+    assert table.set_index("roi")["morph_vol_approx"]["GTV-1"] > table.set_index(
+        "roi")["morph_vol_approx"]["Node"]
+
+
+def test_maps_writes_one_nifti_per_feature_with_the_image_geometry(tmp_path):
+    data = Path(__file__).resolve().parent / "data" / "ibsi1"
+    out = tmp_path / "maps"
+    proc = cli("--json", "maps", data / "image.nii.gz", data / "mask.nii.gz", "--out", out,
+               "--families", "stat", "--radius", 1, "--bin-width", 1, "--backend", "numba")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n_maps"] == 18
+    image = open_volume(data / "image.nii.gz")
+    mean = open_volume(out / "stat_mean.nii.gz")
+    assert mean.data.shape == image.data.shape
+    np.testing.assert_allclose(mean.spacing, image.spacing)
+    np.testing.assert_allclose(mean.origin, image.origin)
+    mask = np.asarray(open_volume(data / "mask.nii.gz").data) > 0
+    values = np.asarray(mean.data)
+    assert np.isnan(values[~mask]).all() and np.isfinite(values[mask]).all()
+    proc = cli("maps", data / "image.nii.gz", "--out", out, "--families", "szm",
+               "--backend", "numba")
+    assert proc.returncode == 2 and "szm" in _error_line(proc)

@@ -62,13 +62,14 @@ __all__ = [
 
 logger = logging.getLogger("medimg_fast.archive")
 
-_META_COLUMNS = ("path", "mask", "roi", "label", "subject")
+_META_COLUMNS = ("path", "mask", "roi", "label", "subject", "series_uid")
 #: Per-volume timings stored beside the features (and in the errors table): seconds per
 #: stage of :func:`run_pipeline`, the volume's size and its throughput.  ``time_*`` columns
 #: are never model features.
 TIMING_COLUMNS = ("time_read_s", "time_preprocess_s", "time_filter_s", "time_features_s",
                   "time_total_s", "megavoxels", "megavoxels_per_s")
-_ERROR_COLUMNS = ("path", "mask", "roi", "stage", "error_type", "message", *TIMING_COLUMNS)
+_ERROR_COLUMNS = ("path", "mask", "roi", "series_uid", "stage", "error_type", "message",
+                  *TIMING_COLUMNS)
 #: Volumes below this size are materialised as NumPy arrays for the pipeline; larger ones
 #: stay Dask arrays and are processed chunk by chunk.
 DEFAULT_IN_MEMORY_BYTES = 512 * 2**20
@@ -132,6 +133,10 @@ class PipelineConfig:
     volume_index : int, optional
         For 4-D inputs, the volume to process; without it 4-D inputs are reported as wrong
         dimensionality.
+    units : {None, "stored", "suv"}
+        ``"suv"``: PET DICOM series read as SUV body weight
+        (:func:`medimg_fast.io.open_volume` ``units=``); a volume it cannot convert (not
+        PET, a tag missing) is an error row naming the reason.
     in_memory_bytes : int
         Volumes smaller than this are loaded as NumPy arrays; larger ones stay Dask arrays so
         filters stream chunk by chunk.
@@ -146,9 +151,12 @@ class PipelineConfig:
     feature_settings: dict | None = None
     backend: str = "auto"
     volume_index: int | None = None
+    units: str | None = None
     in_memory_bytes: int = DEFAULT_IN_MEMORY_BYTES
 
     def __post_init__(self):
+        if self.units not in (None, "stored", "suv"):
+            raise ValueError(f"`units` must be None, 'stored' or 'suv', got {self.units!r}")
         if self.window is not None:
             w = tuple(self.window)
             if len(w) != 2 or not all(np.isfinite(v) for v in w) or w[0] >= w[1]:
@@ -249,6 +257,8 @@ class _Entry:
     #: number) or the label value of a label-map image; None: the mask file's only ROI or
     #: its nonzero voxels.
     roi: str | None = None
+    #: The DICOM series to read when the path's folder holds several (``scan`` writes it).
+    series_uid: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,13 +266,14 @@ class _Entry:
 # ---------------------------------------------------------------------------------------------
 
 def read_manifest(manifest) -> list:
-    """Rows of a manifest CSV with columns ``path[,label][,mask][,subject][,roi]``.
+    """Rows of a manifest CSV: ``path[,label][,mask][,subject][,roi][,series_uid]``.
 
     Relative paths are taken relative to the manifest's folder.  ``label`` is needed only
     to train a model; a manifest of new cases to predict may leave it out.  ``roi`` selects what of the
     mask file is the mask (see :func:`medimg_fast.io.open_mask`): an RTSTRUCT ROI name or
     pattern, a SEG segment label or number, a label value; one image may appear in several
-    rows with different ROIs, each its own result.
+    rows with different ROIs, each its own result.  ``series_uid`` picks one DICOM series
+    of a folder that holds several (as :func:`medimg_fast.io.scan_dicom` writes it).
     """
     manifest = Path(manifest)
     base = manifest.resolve().parent
@@ -293,6 +304,7 @@ def read_manifest(manifest) -> list:
                 mask=resolve(row.get("mask")),
                 subject=row.get("subject") or None,
                 roi=roi,
+                series_uid=row.get("series_uid") or None,
             ))
     return entries
 
@@ -307,7 +319,7 @@ def deduplicate(entries, source="manifest") -> tuple:
     """
     seen, unique, duplicates = {}, [], {}
     for entry in entries:
-        ident = (entry.path, entry.mask, entry.roi)
+        ident = (entry.path, entry.series_uid, entry.mask, entry.roi)
         first = seen.get(ident)
         if first is None:
             seen[ident] = entry
@@ -323,7 +335,7 @@ def deduplicate(entries, source="manifest") -> tuple:
                 f"and {entry.label!r}/{entry.subject!r}; one image cannot be both")
     warnings = []
     if duplicates:
-        names = [os.path.basename(p) for p, _, _ in list(duplicates)[:5]]
+        names = [os.path.basename(ident[0]) for ident in list(duplicates)[:5]]
         more = "" if len(duplicates) <= 5 else f" and {len(duplicates) - 5} more"
         warnings.append(f"{source}: {sum(duplicates.values()) - len(duplicates)} exact "
                         f"duplicate row(s) of {len(duplicates)} volume(s) were processed once: "
@@ -395,6 +407,8 @@ def _entry_key(entry: _Entry, fingerprint: str) -> str:
               str(entry.label), str(entry.subject), fingerprint]
     if entry.roi is not None:  # appended only when set, so rows without an ROI keep their keys
         fields.append(["roi", str(entry.roi)])
+    if entry.series_uid is not None:
+        fields.append(["series_uid", str(entry.series_uid)])
     blob = json.dumps(fields, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -458,7 +472,7 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
 
     stage = "read"
     try:
-        volume = open_volume(entry.path)
+        volume = open_volume(entry.path, series_uid=entry.series_uid, units=config.units)
         if volume.data.ndim == 4 and config.volume_index is not None:
             _select_volume(volume, config.volume_index)
         data = volume.data
@@ -645,12 +659,13 @@ def _write_part(parts_dir: Path, key: str, entry: _Entry, outcome: dict) -> dict
     meta = {"path": entry.path, "mask": entry.mask,
             "roi": None if entry.roi is None else str(entry.roi),
             "label": None if entry.label is None else str(entry.label),
-            "subject": None if entry.subject is None else str(entry.subject)}
+            "subject": None if entry.subject is None else str(entry.subject),
+            "series_uid": entry.series_uid}
     timings = outcome.get("timings") or {}
     if outcome["status"] == "ok":
         record, name = {**meta, **outcome["features"], **timings}, f"{key}.row.json"
     else:
-        record = {**{k: meta[k] for k in ("path", "mask", "roi")},
+        record = {**{k: meta[k] for k in ("path", "mask", "roi", "series_uid")},
                   **{k: outcome[k] for k in ("stage", "error_type", "message")}, **timings}
         name = f"{key}.error.json"
     payload = json.dumps(record, default=float).encode()
@@ -941,6 +956,7 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
                     bar.update(entry, outcome)
                     error_records[key] = {
                         "path": entry.path, "mask": entry.mask, "roi": entry.roi,
+                        "series_uid": entry.series_uid,
                         **{k: outcome.get(k) for k in ("stage", "error_type", "message")},
                         **(outcome.get("timings") or {})}
                 future.release()

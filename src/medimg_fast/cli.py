@@ -102,7 +102,24 @@ given with --config (command options in a table named after the command), and op
 on the command line override it.  Exit codes: 0 ok, 1 some volumes failed, 2 usage error.""",
     "info": """examples:
   medimg-fast info
-  medimg-fast info --json""",
+  medimg-fast info --json
+  medimg-fast info RS.dcm              # the ROIs of a structure set (or a SEG's segments)
+  medimg-fast info ct_series/          # what a volume is: shape, spacing, origin, modality""",
+    "scan": """examples:
+  medimg-fast scan /data/pacs_export --out manifest.csv
+  medimg-fast scan /data/pacs_export --out study/manifest.csv --workers 2 --json
+
+Reads DICOM headers only, groups files by series in any folder layout, pairs RTSTRUCT and
+SEG files with the series they reference, and writes one row per image and ROI (path,
+mask, roi, subject, modality, series_description, series_uid, label to fill in) and the
+unusable files and series with the reason to errors.csv beside the manifest.""",
+    "maps": """examples:
+  medimg-fast maps ct.nii.gz gtv.nii.gz --out maps/ --families cm --radius 2 --bin-count 32
+  medimg-fast maps ct_series/ RS.dcm --roi GTV-1 --out maps/ --config maps.toml
+  medimg-fast maps ct.nii.gz gtv.nii.gz --out maps.zarr/ --format zarr --dims 2D
+
+Writes one NIfTI (or Zarr) per feature with the image's geometry, NaN outside the ROI;
+feature settings (discretisation, distances) come from --bin-* flags or [maps.settings].""",
     "filter": """examples:
   medimg-fast filter scan.nii.gz smooth.zarr --filter gaussian_filter --sigma 2
   medimg-fast filter ct_series/ edges.zarr --filter gradient_magnitude --backend numba
@@ -224,6 +241,8 @@ def _add_archive_options(p):
     g.add_argument("--normalize", choices=["zscore"], help="intensity normalisation")
     g.add_argument("--volume-index", type=int, metavar="T",
                    help="for 4-D inputs, the volume to process")
+    g.add_argument("--units", choices=["stored", "suv"],
+                   help="suv: PET DICOM series as SUV body weight (decay-corrected dose)")
     g.add_argument("--retry-failed", action="store_true",
                    help="recompute volumes that failed in an earlier run")
     g.add_argument("--format", dest="table_format", choices=["parquet", "csv"],
@@ -269,7 +288,42 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=common,
                               formatter_class=fmt, epilog=_EPILOGS[name])
 
-    add("info", "versions, backends and whether each works here, GPU, CPU cores, Dask")
+    p = add("info", "versions, backends and whether each works here, GPU, CPU cores, Dask; "
+                    "or what a file is (the ROIs of an RTSTRUCT, the segments of a SEG)")
+    p.add_argument("path", metavar="PATH", nargs="?",
+                   help="a volume, RTSTRUCT or SEG file to describe instead")
+
+    p = add("scan", "scan a DICOM tree into a manifest of image series and their masks")
+    p.add_argument("folder", metavar="DIR", help="the DICOM tree (any layout, nested folders)")
+    p.add_argument("--out", metavar="FILE", help="the manifest CSV to write")
+    p.add_argument("--errors", metavar="FILE",
+                   help="the errors CSV (default: errors.csv beside the manifest)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes reading headers (default: one per core)")
+
+    p = add("maps", "voxel-wise feature maps of one image and its ROI, a file per feature")
+    p.add_argument("image", metavar="IMAGE", help="NIfTI, DICOM series, Zarr, TIFF or .npy")
+    p.add_argument("mask", metavar="MASK", nargs="?",
+                   help="the ROI: an image, RTSTRUCT or SEG (default: the whole image)")
+    p.add_argument("--out", metavar="DIR", help="output folder")
+    p.add_argument("--roi", help="the ROI name or segment of an RTSTRUCT/SEG mask")
+    g = p.add_argument_group("window and features")
+    g.add_argument("--radius", type=int, default=1, metavar="R",
+                   help="window half-width in voxels: (2R+1)^D (default 1)")
+    g.add_argument("--radius-mm", type=float, metavar="MM", help="window half-width in mm")
+    g.add_argument("--dims", choices=["2D", "3D"], default="3D",
+                   help="3D windows or in-plane (2D) windows (default 3D)")
+    g.add_argument("--families", nargs="+", metavar="F",
+                   help="among stat ih cm rlm ngt ngl (default: all of them)")
+    g.add_argument("--whole-window", action="store_true",
+                   help="count every voxel of the window, not only ROI voxels")
+    g.add_argument("--bin-width", type=float, metavar="W", help="IBSI fixed bin size")
+    g.add_argument("--bin-count", type=int, metavar="N", help="IBSI fixed bin number")
+    g.add_argument("--bin-min", type=float, metavar="V", help="first bin edge with --bin-width")
+    g.add_argument("--format", dest="map_format", choices=["nifti", "zarr"], default="nifti",
+                   help="one .nii.gz (default) or .zarr per feature")
+    g.add_argument("--backend", default="auto", help="numba or auto (default)")
+    g.add_argument("--overwrite", action="store_true", help="replace existing map files")
 
     p = add("filter", "filter a volume (any readable format) into an image file")
     p.add_argument("input", metavar="IN", help="NIfTI, DICOM series, Zarr, TIFF or .npy")
@@ -355,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Options a command cannot run without; checked after the config file is merged in, so
 # they may come from either place.
 _REQUIRED = {"filter": ("filter_name",), "features": ("out",), "train": ("label", "out"),
-             "predict": ("out",), "run": ("out",)}
+             "predict": ("out",), "run": ("out",), "scan": ("out",), "maps": ("out",)}
 _GLOBAL = ("quiet", "json", "debug")
 #: Global options with a value (not flags).
 _GLOBAL_VALUES = ("log_level", "log_file")
@@ -417,7 +471,7 @@ def _convert(action, value, where):
 
 
 #: Commands that extract features and so take a ``[command.settings]`` table.
-_SETTINGS_COMMANDS = ("features", "predict", "run", "demo")
+_SETTINGS_COMMANDS = ("features", "predict", "run", "demo", "maps")
 
 
 def _config_names(command, subparser):
@@ -588,7 +642,107 @@ class _DaskProgress:
 # Commands
 # ---------------------------------------------------------------------------------------------
 
+def _describe_path(args):
+    """``info PATH``: the ROIs of an RTSTRUCT, the segments of a SEG, or a volume's grid."""
+    from .io import NotAnImageError, list_rois, list_segments, open_volume
+
+    path = Path(args.path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
+    try:
+        volume = open_volume(path)
+    except NotAnImageError:
+        volume = None
+    if volume is not None:
+        summary = {"path": str(path), "kind": "volume", "shape": list(volume.data.shape),
+                   "dtype": str(volume.data.dtype), "spacing": list(volume.spacing),
+                   "origin": list(volume.origin), "modality": volume.modality,
+                   "format": volume.metadata.get("format")}
+        lines = [f"{path}: {summary['format']} volume {'x'.join(map(str, summary['shape']))} "
+                 f"{summary['dtype']}, spacing {tuple(round(s, 4) for s in volume.spacing)} mm "
+                 f"(z, y, x), modality {volume.modality or 'unknown'}"]
+        _emit(args, summary, lines)
+        return EXIT_OK
+    try:
+        rois = list_rois(path)
+        kind, label = "rtstruct", "ROI"
+    except (ValueError, OSError):
+        rois = list_segments(path)
+        kind, label = "seg", "segment"
+    summary = {"path": str(path), "kind": kind, "rois": rois}
+    lines = [f"{path}: {'structure set' if kind == 'rtstruct' else 'DICOM-SEG'} with "
+             f"{len(rois)} {label}(s)"]
+    for r in rois:
+        extra = (f"{r.get('n_contours')} contour(s)" if kind == "rtstruct"
+                 else f"{r.get('n_frames')} frame(s)")
+        lines.append(f"  {r.get('number')}: {r.get('name') or r.get('label')!s}  {extra}")
+    _emit(args, summary, lines)
+    return EXIT_OK
+
+
+def cmd_scan(args):
+    from .io import scan_dicom
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"DICOM folder not found: {str(folder)!r}")
+    result = scan_dicom(folder, workers=args.workers, progress=_interactive(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    manifest, errors = result.to_manifest(out, args.errors)
+    series = len({r["series_uid"] for r in result.rows})
+    summary = {"manifest": str(manifest), "errors": str(errors), "rows": len(result.rows),
+               "series": series, "n_errors": len(result.errors), "files": result.n_files,
+               "skipped": len(result.skipped), "seconds": result.seconds,
+               "files_per_second": result.files_per_second}
+    _emit(args, summary, [
+        f"scanned {result.n_files} files in {result.seconds:.2f} s "
+        f"({result.files_per_second:.0f} files/s): {series} image series, "
+        f"{len(result.rows)} manifest row(s), {len(result.errors)} error(s), "
+        f"{len(result.skipped)} non-image file(s) skipped",
+        f"wrote {manifest} and {errors}; fill in the label column, then run "
+        f"'medimg-fast features {manifest} --out features/'"])
+    return EXIT_OK
+
+
+def cmd_maps(args):
+    import numpy as np
+
+    from .features import FeatureSettings, feature_maps, write_feature_maps
+    from .io import open_mask, open_volume
+
+    image = open_volume(args.image)
+    mask = None
+    if args.mask is not None:
+        mask = open_mask(args.mask, image, roi=args.roi).data
+    elif args.roi is not None:
+        raise UsageError("maps: --roi needs a MASK")
+    settings = dict(getattr(args, "settings_table", None) or {})
+    for key in ("bin_width", "bin_count", "bin_min"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    try:
+        settings = FeatureSettings.from_dict(settings)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"maps: feature settings: {exc}") from exc
+    start = time.perf_counter()
+    maps = feature_maps(image.data, mask, spacing=image.spacing, settings=settings,
+                        radius=args.radius, radius_mm=args.radius_mm,
+                        masked_window=not args.whole_window, dims=args.dims,
+                        families=args.families, backend=args.backend, dtype=np.float32)
+    written = write_feature_maps(maps, args.out, image, format=args.map_format,
+                                 overwrite=args.overwrite)
+    seconds = time.perf_counter() - start
+    summary = {"out": str(args.out), "n_maps": len(maps), "seconds": seconds,
+               "features": sorted(maps), "settings": settings.to_dict()}
+    _emit(args, summary, [f"wrote {len(maps)} feature map(s) to {args.out} in {seconds:.1f} s"
+                          + (f" ({len(written)} files)" if hasattr(written, "__len__") else "")])
+    return EXIT_OK
+
+
 def cmd_info(args):
+    if getattr(args, "path", None):
+        return _describe_path(args)
     import importlib.metadata as md
     import platform
 
@@ -955,6 +1109,8 @@ def _pipeline_options(args):
         options["normalize"] = args.normalize
     if args.volume_index is not None:
         options["volume_index"] = args.volume_index
+    if getattr(args, "units", None) is not None:
+        options["units"] = args.units
     return options
 
 
@@ -1121,7 +1277,8 @@ def _manifest_extras(source, table):
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
-        extra = [c for c in columns if c not in ("path", "mask", "roi", "label", "subject")]
+        extra = [c for c in columns
+                 if c not in ("path", "mask", "roi", "label", "subject", "series_uid")]
         if not extra:
             return {}
         by_key = {}
@@ -1132,15 +1289,18 @@ def _manifest_extras(source, table):
             def resolve(p):
                 return str((base / p).resolve()) if p else None
 
-            key = (resolve(row.get("path")), resolve(row.get("mask")), row.get("roi") or None)
+            key = (resolve(row.get("path")), resolve(row.get("mask")), row.get("roi") or None,
+                   row.get("series_uid") or None)
             by_key.setdefault(key, row)
 
     def text(v):
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
-    keys = [(text(p), text(m), text(r)) for p, m, r in zip(
-        table["path"], table["mask"] if "mask" in table else [None] * len(table),
-        table["roi"] if "roi" in table else [None] * len(table))]
+    def column(name):
+        return table[name] if name in table else [None] * len(table)
+
+    keys = [(text(p), text(m), text(r), text(u)) for p, m, r, u in zip(
+        table["path"], column("mask"), column("roi"), column("series_uid"))]
     return {c: [by_key.get(k, {}).get(c) for k in keys] for c in extra}
 
 
@@ -1182,7 +1342,7 @@ def cmd_predict(args):
     else:
         labels, proba = np.array([]), np.zeros((0, len(model.card["classes"])))
     result = pd.DataFrame({c: table[c].to_numpy() for c in ("path", "mask", "roi", "label",
-                                                            "subject")
+                                                            "subject", "series_uid")
                            if c in table.columns and (c == "path" or table[c].notna().any())})
     for c, values in _manifest_extras(args.source, table).items():
         result[c] = values
@@ -1355,7 +1515,7 @@ def cmd_bench(args):
 
 _COMMANDS = {"info": cmd_info, "filter": cmd_filter, "features": cmd_features,
              "train": cmd_train, "predict": cmd_predict, "run": cmd_run, "bench": cmd_bench,
-             "demo": cmd_demo}
+             "demo": cmd_demo, "scan": cmd_scan, "maps": cmd_maps}
 
 
 def _raise_terminated(signum, frame):

@@ -219,3 +219,67 @@ def test_shifted_mask_is_an_error_row_naming_both_geometries(tmp_path, image_and
     assert type(exc) is MaskMismatchError and isinstance(exc, GeometryMismatchError)
     assert "origin differs by 50 mm" in str(exc)
     assert "origin LPS (-10, -20, 30) mm" in str(exc) and "origin LPS (-10, -20, 80) mm" in str(exc)
+
+
+def test_bad_dicom_masks_are_error_rows_and_the_batch_goes_on(tmp_path):
+    """A mislabelled ROI, a structure set of another series and a truncated RTSTRUCT: one
+    clear error row each, the good rows succeed (a real Dask cluster on 127.0.0.1)."""
+    from _dicom_masks import truncate
+
+    from medimg_fast.archive import process_archive
+
+    slices = ct_slices()
+    rect = [(1.5, 1.5), (1.5, 9.5), (7.5, 9.5), (7.5, 1.5)]
+    write_rtstruct(tmp_path / "rs.dcm", slices, [("GTV-1", [(1, rect), (2, rect)])])
+    write_rtstruct(tmp_path / "other.dcm", slices, [("GTV-1", [(1, rect)])],
+                   series_uid=pydicom.uid.generate_uid())
+    write_rtstruct(tmp_path / "cut.dcm", slices, [("GTV-1", [(1, rect)])])
+    truncate(tmp_path / "cut.dcm")
+    shutil.copytree(CT5N, tmp_path / "ct")
+    manifest = _write_manifest(tmp_path / "manifest.csv", [
+        {"path": "ct", "label": "1", "mask": "rs.dcm", "roi": "GTV-1"},
+        {"path": "ct", "label": "1", "mask": "rs.dcm", "roi": "Lung"},
+        {"path": "ct", "label": "0", "mask": "other.dcm", "roi": "GTV-1"},
+        {"path": "ct", "label": "0", "mask": "cut.dcm", "roi": "GTV-1"},
+    ])
+    result = process_archive(manifest, tmp_path / "out", features=basic_features,
+                             n_workers=1, processes=False, progress=False)
+    assert result.n_succeeded == 1 and result.n_failed == 3
+    errors = {r["mask"].rsplit("/", 1)[-1] + ":" + r["roi"]: r
+              for _, r in result.errors.iterrows()}
+    assert errors["rs.dcm:Lung"]["error_type"] == "RoiNotFoundError"
+    assert "GTV-1" in errors["rs.dcm:Lung"]["message"]  # names the ROIs that are there
+    assert errors["other.dcm:GTV-1"]["error_type"] == "ReferenceMismatchError"
+    assert errors["cut.dcm:GTV-1"]["error_type"] == "CorruptVolumeError"
+    assert {r["stage"] for r in errors.values()} == {"mask"}
+
+
+def test_manifest_series_uid_and_suv_units(tmp_path):
+    """Two series in one folder picked by the series_uid column (as scan writes it); PET
+    read as SUV with units='suv', and a CT with units='suv' an error row naming why."""
+    from _pet_series import write_pet_series
+
+    from medimg_fast.archive import process_archive
+
+    shared = tmp_path / "pacs"
+    paths, _ = write_pet_series(shared, series_uid="1.2.3.4.1", prefix="PTA")
+    write_pet_series(shared, series_uid="1.2.3.4.2", prefix="PTB", seed=7, dose_bq=200e6)
+    for ds in ct_slices():
+        ds.save_as(shared / f"CT_{ds.SOPInstanceUID}.dcm")
+    ct_uid = str(ct_slices()[0].SeriesInstanceUID)
+    manifest = _write_manifest(tmp_path / "manifest.csv", [
+        {"path": "pacs", "label": "1", "mask": "", "roi": "", "series_uid": "1.2.3.4.1"},
+        {"path": "pacs", "label": "0", "mask": "", "roi": "", "series_uid": "1.2.3.4.2"},
+        {"path": "pacs", "label": "0", "mask": "", "roi": "", "series_uid": ct_uid},
+    ])
+    result = process_archive(manifest, tmp_path / "out", features=basic_features,
+                             n_workers=1, processes=False, progress=False, units="suv")
+    assert result.n_succeeded == 2 and result.n_failed == 1
+    table = result.features.set_index("series_uid")
+    for uid in ("1.2.3.4.1", "1.2.3.4.2"):
+        suv = open_volume(shared, series_uid=uid, units="suv")
+        assert table.loc[uid, "mean"] == pytest.approx(
+            float(np.asarray(suv.data, dtype=np.float64).mean()), rel=1e-12)
+    error = result.errors.iloc[0]
+    assert error["series_uid"] == ct_uid and error["error_type"] == "SuvError"
+    assert "CT" in error["message"]
