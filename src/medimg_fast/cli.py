@@ -658,9 +658,9 @@ def _describe_path(args):
                    "dtype": str(volume.data.dtype), "spacing": list(volume.spacing),
                    "origin": list(volume.origin), "modality": volume.modality,
                    "format": volume.metadata.get("format")}
-        lines = [f"{path}: {summary['format']} volume {'x'.join(map(str, summary['shape']))} "
+        lines = [(f"{path}: {summary['format']} volume {'x'.join(map(str, summary['shape']))} "
                  f"{summary['dtype']}, spacing {tuple(round(s, 4) for s in volume.spacing)} mm "
-                 f"(z, y, x), modality {volume.modality or 'unknown'}"]
+                 f"(z, y, x), modality {volume.modality or 'unknown'}")]
         _emit(args, summary, lines)
         return EXIT_OK
     try:
@@ -670,8 +670,8 @@ def _describe_path(args):
         rois = list_segments(path)
         kind, label = "seg", "segment"
     summary = {"path": str(path), "kind": kind, "rois": rois}
-    lines = [f"{path}: {'structure set' if kind == 'rtstruct' else 'DICOM-SEG'} with "
-             f"{len(rois)} {label}(s)"]
+    lines = [(f"{path}: {'structure set' if kind == 'rtstruct' else 'DICOM-SEG'} with "
+             f"{len(rois)} {label}(s)")]
     for r in rois:
         extra = (f"{r.get('n_contours')} contour(s)" if kind == "rtstruct"
                  else f"{r.get('n_frames')} frame(s)")
@@ -696,12 +696,12 @@ def cmd_scan(args):
                "skipped": len(result.skipped), "seconds": result.seconds,
                "files_per_second": result.files_per_second}
     _emit(args, summary, [
-        f"scanned {result.n_files} files in {result.seconds:.2f} s "
+        (f"scanned {result.n_files} files in {result.seconds:.2f} s "
         f"({result.files_per_second:.0f} files/s): {series} image series, "
         f"{len(result.rows)} manifest row(s), {len(result.errors)} error(s), "
-        f"{len(result.skipped)} non-image file(s) skipped",
-        f"wrote {manifest} and {errors}; fill in the label column, then run "
-        f"'medimg-fast features {manifest} --out features/'"])
+        f"{len(result.skipped)} non-image file(s) skipped"),
+        (f"wrote {manifest} and {errors}; fill in the label column, then run "
+        f"'medimg-fast features {manifest} --out features/'")])
     return EXIT_OK
 
 

@@ -262,7 +262,7 @@ def test_manifest_series_uid_and_suv_units(tmp_path):
     from medimg_fast.archive import process_archive
 
     shared = tmp_path / "pacs"
-    paths, _ = write_pet_series(shared, series_uid="1.2.3.4.1", prefix="PTA")
+    _paths, _ = write_pet_series(shared, series_uid="1.2.3.4.1", prefix="PTA")
     write_pet_series(shared, series_uid="1.2.3.4.2", prefix="PTB", seed=7, dose_bq=200e6)
     for ds in ct_slices():
         ds.save_as(shared / f"CT_{ds.SOPInstanceUID}.dcm")
