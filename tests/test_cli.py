@@ -542,9 +542,13 @@ def test_maps_writes_one_nifti_per_feature_with_the_image_geometry(tmp_path):
     data = Path(__file__).resolve().parent / "data" / "ibsi1"
     out = tmp_path / "maps"
     proc = cli("--json", "maps", data / "image.nii.gz", data / "mask.nii.gz", "--out", out,
-               "--families", "stat", "--radius", 1, "--bin-width", 1, "--backend", "numba")
+               "--families", "stat", "--radius", 1, "--bin-width", 1, "--backend", "numba",
+               "--report")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_maps"] == 18
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 5  # image + 18 maps, 4 panels a row
+    assert "stat_mean" in page and "z = " in page
     image = open_volume(data / "image.nii.gz")
     mean = open_volume(out / "stat_mean.nii.gz")
     assert mean.data.shape == image.data.shape

@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one .nii.gz (default) or .zarr per feature")
     g.add_argument("--backend", default="auto", help="numba or auto (default)")
     g.add_argument("--overwrite", action="store_true", help="replace existing map files")
+    g.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html: the maps beside the image (one slice)")
 
     p = add("filter", "filter a volume (any readable format) into an image file")
     p.add_argument("input", metavar="IN", help="NIfTI, DICOM series, Zarr, TIFF or .npy")
@@ -733,10 +735,20 @@ def cmd_maps(args):
     written = write_feature_maps(maps, args.out, image, format=args.map_format,
                                  overwrite=args.overwrite)
     seconds = time.perf_counter() - start
+    report = None
+    if args.report:
+        from .report import write_maps_report
+
+        report = write_maps_report(
+            Path(args.out) / "report.html", np.asarray(image.data),
+            {k: np.asarray(v) for k, v in maps.items()},
+            roi=None if mask is None else np.asarray(mask), settings=settings.to_dict())
     summary = {"out": str(args.out), "n_maps": len(maps), "seconds": seconds,
-               "features": sorted(maps), "settings": settings.to_dict()}
+               "features": sorted(maps), "settings": settings.to_dict(),
+               "report": None if report is None else str(report)}
     _emit(args, summary, [f"wrote {len(maps)} feature map(s) to {args.out} in {seconds:.1f} s"
-                          + (f" ({len(written)} files)" if hasattr(written, "__len__") else "")])
+                          + (f" ({len(written)} files)" if hasattr(written, "__len__") else "")
+                          + ("" if report is None else f"; report {report}")])
     return EXIT_OK
 
 

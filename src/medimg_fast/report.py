@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import json
 import math
 import os
 import platform
@@ -28,6 +29,7 @@ __all__ = [
     "save_confusion_png",
     "save_roc_png",
     "save_slices_png",
+    "write_maps_report",
     "write_report",
 ]
 
@@ -264,6 +266,55 @@ figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
 figcaption { font-size: 0.8em; color: #555; }
 .note { background: #fff4e0; padding: 0.5em; }
 """
+
+
+def write_maps_report(path, image, maps, *, roi=None, title="medimg-fast feature maps",
+                      settings=None, per_row=4):
+    """A self-contained HTML page showing feature maps beside the image.
+
+    The axial slice shown is the one with the most ROI voxels (the middle slice without an
+    ROI); each map has its own grey scale and colour bar, the ROI is outlined in red.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HTML file; its images go to ``images/`` beside it and are embedded too.
+    image : 3-D array
+        The image the maps were computed on, ``(z, y, x)``.
+    maps : dict of str to 3-D array
+        As :func:`medimg_fast.features.feature_maps` returns them.
+    roi : 3-D bool array, optional
+    settings : dict, optional
+        Shown under the images.
+    per_row : int
+        Panels per image row (the first row starts with the image itself).
+    """
+    from . import __version__
+
+    path = Path(path)
+    images_dir = path.parent / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    image = np.asarray(image)
+    roi = None if roi is None else np.asarray(roi, dtype=bool)
+    z = (int(np.argmax(roi.sum(axis=(1, 2)))) if roi is not None and roi.any()
+         else image.shape[0] // 2)
+    panels = [("image", image[z])] + [(name, np.asarray(m)[z]) for name, m in maps.items()]
+    figures = []
+    for k in range(0, len(panels), per_row):
+        png = save_slices_png(images_dir / f"maps_{k // per_row:03d}.png", panels[k:k + per_row],
+                              roi=None if roi is None else roi[z], slice_index=z)
+        figures.append(_img(path.parent, png, ", ".join(n for n, _ in panels[k:k + per_row])))
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p>{len(maps)} feature map(s), slice z = {z} of {image.shape[0]}; medimg-fast "
+            f"{html.escape(__version__)}.</p>", *figures]
+    if settings:
+        body.append("<h2>Settings</h2><pre>"
+                    + html.escape(json.dumps(settings, indent=1, sort_keys=True, default=str))
+                    + "</pre>")
+    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
+                    f"{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+                    + "\n".join(body) + "</body></html>")
+    return path
 
 
 def write_report(path, *, title="medimg-fast study", source="", features=None, errors=None,
