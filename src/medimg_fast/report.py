@@ -305,8 +305,8 @@ def write_maps_report(path, image, maps, *, roi=None, title="medimg-fast feature
                               roi=None if roi is None else roi[z], slice_index=z)
         figures.append(_img(path.parent, png, ", ".join(n for n, _ in panels[k:k + per_row])))
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>{len(maps)} feature map(s), slice z = {z} of {image.shape[0]}; medimg-fast "
-            f"{html.escape(__version__)}.</p>", *figures]
+            (f"<p>{len(maps)} feature map(s), slice z = {z} of {image.shape[0]}; medimg-fast "
+             f"{html.escape(__version__)}.</p>"), *figures]
     if settings:
         body.append("<h2>Settings</h2><pre>"
                     + html.escape(json.dumps(settings, indent=1, sort_keys=True, default=str))
