@@ -128,7 +128,7 @@ def test_pyradiomics_side_by_side(benchmark, tmp_path):
     ratio = float(pr["seconds"]) / ours
     worst = {}
     for pyr, tag in PYRADIOMICS_GLCM.items():
-        a, b = pr[pyr][mask], maps[f"cm_{tag}_3D_avg"][mask]
+        a, b = pr[f"glcm_{pyr}"][mask], maps[f"cm_{tag}_3D_avg"][mask]
         both = np.isfinite(a) & np.isfinite(b)
         assert np.array_equal(np.isfinite(a), np.isfinite(b)), pyr
         worst[pyr] = float(np.max(np.abs(a[both] - b[both]) / np.maximum(np.abs(b[both]), 1.0)))

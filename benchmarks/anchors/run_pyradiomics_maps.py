@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""PyRadiomics voxel-based GLCM maps for the maps benchmark. Run with
+"""PyRadiomics voxel-based feature maps for the maps benchmark and tests. Run with
 benchmarks/anchors/.venv-pyradiomics/bin/python (PyRadiomics 3.1, Python 3.9).
 
   run_pyradiomics_maps.py --image IMG.npy --mask MASK.npy --bin-width W --radius R \
-      --out maps.npz [--unmasked]
+      --out maps.npz [--unmasked] [--classes glcm glrlm ...]
 
 Reads (z, y, x) arrays (1 mm voxels, origin 0), runs ``execute(..., voxelBased=True)``
-with the GLCM class only (symmetric, distance 1, 13 directions averaged, maskedKernel
-unless --unmasked), and writes one full-size map per feature (NaN outside the ROI) plus
-``seconds`` (the execute call alone) to an .npz.
+with the feature classes asked (default GLCM: symmetric, distance 1, 13 directions
+averaged; maskedKernel unless --unmasked), and writes one full-size map per feature (NaN
+outside the ROI), named ``<class>_<feature>``, plus ``seconds`` (the execute call alone) to
+an .npz.
 """
 import argparse
 import logging
@@ -25,6 +26,7 @@ def main(argv=None):
     p.add_argument("--radius", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--unmasked", action="store_true")
+    p.add_argument("--classes", nargs="+", default=["glcm"])
     args = p.parse_args(argv)
 
     import radiomics
@@ -43,7 +45,8 @@ def main(argv=None):
     ext.disableAllImageTypes()
     ext.enableImageTypeByName("Original")
     ext.disableAllFeatures()
-    ext.enableFeatureClassByName("glcm")
+    for cls in args.classes:
+        ext.enableFeatureClassByName(cls)
     t0 = time.perf_counter()
     res = ext.execute(img, msk, label=1, voxelBased=True)
     seconds = time.perf_counter() - t0
@@ -57,7 +60,7 @@ def main(argv=None):
         full = np.full(image.shape, np.nan)
         full[tuple(slice(o, o + n) for o, n in zip(off, arr.shape))] = arr
         full[mask == 0] = np.nan
-        out[key.replace("original_glcm_", "")] = full
+        out[key.replace("original_", "")] = full
     np.savez(args.out, **out)
 
 
