@@ -17,6 +17,7 @@ import numpy as np
 from ._volume import (
     CorruptVolumeError,
     DicomSeriesError,
+    MaskReadError,
     NotAnImageError,
     Volume,
     reorient_canonical,
@@ -52,6 +53,41 @@ def is_dicom_file(path) -> bool:
             return fh.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def read_mask_dataset(path, kind: str):
+    """The whole dataset of a DICOM mask file of ``kind`` ("RTSTRUCT" or "SEG"), checked.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` is not a file.
+    MaskReadError
+        For a file that is not DICOM, or a DICOM object of another kind.
+    CorruptVolumeError
+        For a truncated or otherwise unreadable file.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    name = "DICOM-SEG" if kind == "SEG" else kind
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such {name} file: {str(path)!r}")
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as exc:
+        raise MaskReadError(f"{path}: not a DICOM file ({exc})") from exc
+    except Exception as exc:  # pydicom raises EOFError/OSError/ValueError/... when truncated
+        raise CorruptVolumeError(f"{path}: truncated or corrupt {name} "
+                                 f"({type(exc).__name__}: {exc})") from exc
+    check_complete(path, name)
+    if mask_kind(ds) != kind:
+        article = "a" if kind == "SEG" else "an"
+        raise MaskReadError(f"{path}: not {article} {name} (SOP class "
+                            f"{ds.get('SOPClassUID', 'unknown')}, modality "
+                            f"{ds.get('Modality', 'unknown')})")
+    return ds
 
 
 def mask_kind(ds):

@@ -29,26 +29,10 @@ _SNAP_VOXELS = 1e-6
 
 def _read_structure_set(path):
     """The RTSTRUCT at `path` parsed into plain Python: ROIs, their contours and references."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from ._dicom import read_mask_dataset
 
-    from ._dicom import check_complete, mask_kind
-
+    ds = read_mask_dataset(path, "RTSTRUCT")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such RTSTRUCT file: {str(path)!r}")
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
-        raise MaskReadError(f"{path}: not a DICOM file ({exc})") from exc
-    except Exception as exc:  # pydicom raises EOFError/OSError/ValueError/... when truncated
-        raise CorruptVolumeError(f"{path}: truncated or corrupt RTSTRUCT "
-                                 f"({type(exc).__name__}: {exc})") from exc
-    check_complete(path, "RTSTRUCT")
-    if mask_kind(ds) != "RTSTRUCT":
-        raise MaskReadError(f"{path}: not an RTSTRUCT (SOP class "
-                            f"{ds.get('SOPClassUID', 'unknown')}, modality "
-                            f"{ds.get('Modality', 'unknown')})")
     try:
         series_by_for = {}
         for ref in ds.get("ReferencedFrameOfReferenceSequence", []):

@@ -25,26 +25,11 @@ _GRID_TOLERANCE_VOXELS = 0.1
 
 def _read_seg(path):
     import highdicom as hd
-    import pydicom
-    from pydicom.errors import InvalidDicomError
 
-    from ._dicom import check_complete, mask_kind
+    from ._dicom import read_mask_dataset
 
+    ds = read_mask_dataset(path, "SEG")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such DICOM-SEG file: {str(path)!r}")
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
-        raise MaskReadError(f"{path}: not a DICOM file ({exc})") from exc
-    except Exception as exc:  # pydicom raises EOFError/OSError/ValueError/... when truncated
-        raise CorruptVolumeError(f"{path}: truncated or corrupt DICOM-SEG "
-                                 f"({type(exc).__name__}: {exc})") from exc
-    check_complete(path, "DICOM-SEG")
-    if mask_kind(ds) != "SEG":
-        raise MaskReadError(f"{path}: not a DICOM-SEG (SOP class "
-                            f"{ds.get('SOPClassUID', 'unknown')}, modality "
-                            f"{ds.get('Modality', 'unknown')})")
     try:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
     except Exception as exc:  # highdicom raises AttributeError/ValueError/... for a damaged one
