@@ -140,3 +140,21 @@ def test_one_dimensional_rank_filters_match_the_nd_definition(backend):
     expected = ndi.rank_filter(x[None], 1, footprint=footprint[None], mode="reflect")[0]
     np.testing.assert_array_equal(
         mf.median_filter(x, footprint=footprint, mode="reflect", backend=backend), expected)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16"])
+@pytest.mark.parametrize("name", ["median_filter", "minimum_filter", "maximum_filter"])
+def test_rank_filters_of_integers_are_exact_in_float32(dtype, name, rng):
+    """The documented choice: rank filters follow the one dtype rule (float32 for integer
+    input, not scipy's input dtype), and their values are exactly scipy's integer ones."""
+    from scipy import ndimage as ndi
+
+    info = np.iinfo(dtype)
+    image = rng.integers(info.min, info.max, size=(6, 7, 8), endpoint=True).astype(dtype)
+    for backend in ("numpy", "numba"):
+        ours = getattr(mf, name)(image, size=3, backend=backend)
+        assert ours.dtype == np.float32
+        reference = getattr(ndi, name)(image, size=3)
+        assert reference.dtype == image.dtype
+        np.testing.assert_array_equal(ours, reference.astype(np.float32))
+        np.testing.assert_array_equal(ours.astype(dtype), reference)

@@ -14,6 +14,13 @@ def supported_float_type(dtype) -> np.dtype:
     ``float64`` input stays ``float64``; every other supported dtype (integers of any
     width, ``bool``, ``float16``, ``float32``) gives ``float32``.
 
+    The rank filters (median, minimum, maximum) follow it too, although their values are
+    input values and scipy keeps an integer input's dtype: one rule for every filter keeps
+    a pipeline's dtype predictable whatever its filters.  Their float32 results of integer
+    inputs are exact, as scipy's, for values within +-2**24 (every 8- and 16-bit image,
+    CT in HU); for 32- or 64-bit integers beyond that, pass ``image.astype(np.float64)``
+    to keep them exact.
+
     Examples
     --------
     >>> supported_float_type(np.uint16)
