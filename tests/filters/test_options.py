@@ -158,3 +158,42 @@ def test_rank_filters_of_integers_are_exact_in_float32(dtype, name, rng):
         assert reference.dtype == image.dtype
         np.testing.assert_array_equal(ours, reference.astype(np.float32))
         np.testing.assert_array_equal(ours.astype(dtype), reference)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_scipy_output_and_radius(backend, rng):
+    """scipy.ndimage's ``output=`` (a dtype or an array to fill) and the Gaussians'
+    ``radius=`` give scipy's results."""
+    from scipy import ndimage as ndi
+
+    image = rng.normal(100, 30, size=(9, 10, 11))
+    for radius in (2, (1, 3, 2)):
+        for ours, ref in ((mf.gaussian_filter, ndi.gaussian_filter),
+                          (mf.gaussian_laplace, ndi.gaussian_laplace),
+                          (mf.gaussian_gradient_magnitude, ndi.gaussian_gradient_magnitude)):
+            got = ours(image, 1.5, radius=radius, backend=backend)
+            want = ref(image, 1.5, radius=radius)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+    lazy = mf.gaussian_filter(da.from_array(image, chunks=4), 1.5, radius=(1, 3, 2),
+                              backend=backend)
+    np.testing.assert_array_equal(lazy.compute(),
+                                  mf.gaussian_filter(image, 1.5, radius=(1, 3, 2),
+                                                     backend=backend))
+    out = np.empty(image.shape, np.float32)
+    assert mf.uniform_filter(image, 3, output=out, backend=backend) is out
+    np.testing.assert_allclose(out, ndi.uniform_filter(image, 3), rtol=1e-6)
+    assert mf.sobel(image.astype(np.int16), output=np.int32, backend=backend).dtype == np.int32
+    ints = rng.integers(0, 255, size=(6, 7)).astype(np.uint8)
+    np.testing.assert_array_equal(mf.median_filter(ints, size=3, output=np.uint8,
+                                                   backend=backend),
+                                  ndi.median_filter(ints, size=3))
+    assert mf.median_filter(da.from_array(ints, chunks=3), size=3, output="uint8",
+                            backend=backend).dtype == np.uint8
+    with pytest.raises(TypeError, match="`output` as an array needs a NumPy"):
+        mf.gaussian_filter(da.from_array(image, chunks=4), 1.0, output=out)
+    with pytest.raises(ValueError, match="`output` must have the result's shape"):
+        mf.gaussian_filter(image, 1.0, output=np.empty((2, 2)))
+    with pytest.raises(TypeError, match="`output` must be None, a dtype or an array"):
+        mf.gaussian_filter(image, 1.0, output=3.5)
+    with pytest.raises(ValueError, match="`radius`"):
+        mf.gaussian_filter(image, 1.0, radius=-1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._shared.utils import normalize_axes
-from ._dispatch import apply_filter, as_array, common_options
+from ._dispatch import apply_filter, as_array, common_options, scipy_output
 
 
 def _check_weights(weights, ndim: int, axes: tuple[int, ...]) -> np.ndarray:
@@ -26,6 +26,7 @@ def _check_weights(weights, ndim: int, axes: tuple[int, ...]) -> np.ndarray:
     return weights.astype(np.float64).reshape(tuple(full))
 
 
+@scipy_output
 def correlate(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Multidimensional correlation: ``out[i] = sum_k weights[k] * image[i + k - c]``.
 
@@ -60,6 +61,7 @@ def correlate(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="a
                         depth, mode=mode, backend=backend)
 
 
+@scipy_output
 def convolve(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Multidimensional convolution, with scipy.ndimage's centring for even-sized weights.
 

@@ -12,6 +12,9 @@ of every axis.  This module decides where the work runs:
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
 
 from .. import chunking
@@ -97,3 +100,52 @@ def apply_filter(image, op, depth, *, mode: str, backend: str = "auto"):
     return chunking.map_with_halo(
         image.astype(dtype), block_function, depth, mode=mode, dtype=dtype, meta=meta,
     )
+
+
+_OUTPUT_DOC = """    output : dtype or array, optional
+        As scipy.ndimage's ``output``: a dtype to return the result in (cast as NumPy
+        ``astype`` casts, e.g. float to integer truncates), or an array of the result's
+        shape to fill and return (NumPy or CuPy images; not for Dask, whose result is
+        lazy).  Default: the package's dtype rule.
+"""
+
+
+def with_output(result, output, image):
+    """``result`` in scipy's ``output`` form: None (unchanged), a dtype, or an array."""
+    if output is None:
+        return result
+    is_array = (not isinstance(output, (type, np.dtype, str)) and hasattr(output, "shape")
+                and hasattr(output, "dtype"))
+    if is_array:
+        if _is_dask(image) or _is_dask(output):
+            raise TypeError("`output` as an array needs a NumPy or CuPy image; a Dask result "
+                            "is lazy: give a dtype, or store it with .store()")
+        if tuple(output.shape) != tuple(result.shape):
+            raise ValueError(f"`output` must have the result's shape {tuple(result.shape)}, "
+                             f"got {tuple(output.shape)}")
+        if _is_cupy(output) != _is_cupy(result):
+            raise TypeError("`output` must be the same kind of array as the image "
+                            f"({type(result).__name__}), got {type(output).__name__}")
+        output[...] = result
+        return output
+    try:
+        dtype = np.dtype(output)
+    except TypeError:
+        raise TypeError(f"`output` must be None, a dtype or an array, got {output!r}") from None
+    return result.astype(dtype)
+
+
+def scipy_output(func):
+    """Give a filter scipy.ndimage's keyword ``output=`` (see :func:`with_output`)."""
+    @functools.wraps(func)
+    def wrapper(image, *args, output=None, **kwargs):
+        return with_output(func(image, *args, **kwargs), output, image)
+
+    sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    params.append(inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=None))
+    wrapper.__signature__ = sig.replace(parameters=params)
+    if func.__doc__ and "\n    Returns\n" in func.__doc__:
+        wrapper.__doc__ = func.__doc__.replace("\n    Returns\n",
+                                               "\n" + _OUTPUT_DOC + "\n    Returns\n", 1)
+    return wrapper

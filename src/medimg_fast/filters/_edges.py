@@ -8,7 +8,7 @@ import numpy as np
 
 from .._shared.utils import normalize_axes
 from ..backends._numpy import edge_derivative, separable_gradient_magnitude
-from ._dispatch import apply_filter, as_array, common_options
+from ._dispatch import apply_filter, as_array, common_options, scipy_output
 
 _SECOND_DERIVATIVE = np.array([1.0, -2.0, 1.0])
 
@@ -34,6 +34,7 @@ def _edge(kind, image, axis, mode, cval, axes, backend):
         depth, mode=mode, backend=backend)
 
 
+@scipy_output
 def sobel(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Sobel derivative along ``axis``: ``[-1, 0, 1]`` along it, ``[1, 2, 1]`` along the others.
 
@@ -64,6 +65,7 @@ def sobel(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"
     return _edge("sobel", image, axis, mode, cval, axes, backend)
 
 
+@scipy_output
 def prewitt(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Prewitt derivative along ``axis``: ``[-1, 0, 1]`` along it, ``[1, 1, 1]`` along the others.
 
@@ -80,6 +82,7 @@ def prewitt(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="aut
     return _edge("prewitt", image, axis, mode, cval, axes, backend)
 
 
+@scipy_output
 def laplace(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Discrete Laplacian: the sum over axes of ``[1, -2, 1]``.
 
@@ -116,6 +119,7 @@ def laplace(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
+@scipy_output
 def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Sobel gradient magnitude: ``sqrt(sum_a sobel(image, a)^2)`` over the filtered axes.
 

@@ -6,7 +6,7 @@ import numbers
 
 from .._shared.gaussian import gaussian_kernel1d, gaussian_radius
 from .._shared.utils import check_truncate, normalize_axes, per_axis
-from ._dispatch import apply_filter, as_array, common_options
+from ._dispatch import apply_filter, as_array, common_options, scipy_output
 
 #: sigmas at or below this are "no smoothing" along that axis, as in scipy.ndimage
 _SIGMA_EPS = 1e-15
@@ -24,20 +24,25 @@ def _spacing(spacing, ndim: int, axes: tuple[int, ...]) -> tuple[float, ...]:
     return per_axis(spacing, len(axes), "spacing", allow_zero=False)
 
 
-def gaussian_passes(ndim, sigma, order, truncate, axes, spacing):
-    """Validated per-axis Gaussian passes: a list of ``(axis, weights)`` and the halo depth."""
+def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, radius=None):
+    """Validated per-axis Gaussian passes: a list of ``(axis, weights)`` and the halo depth.
+
+    ``radius`` (per filtered axis, voxels) replaces ``int(truncate * sigma + 0.5)``, as
+    scipy.ndimage's ``radius``."""
     axes = normalize_axes(axes, ndim)
     sigmas = per_axis(sigma, len(axes), "sigma")
     orders = per_axis(order, len(axes), "order", kind=numbers.Integral)
     truncate = check_truncate(truncate)
+    radii = (None,) * len(axes) if radius is None else per_axis(
+        radius, len(axes), "radius", kind=numbers.Integral)
     voxel = _spacing(spacing, ndim, axes)
     passes = []
     depth = [0] * ndim
-    for axis, s, o, v in zip(axes, sigmas, orders, voxel):
+    for axis, s, o, v, r in zip(axes, sigmas, orders, voxel, radii):
         s_vox = float(s) / float(v)
         if s_vox <= _SIGMA_EPS:
             continue
-        r = gaussian_radius(s_vox, truncate)
+        r = gaussian_radius(s_vox, truncate) if r is None else int(r)
         # with a spacing, derivatives are per millimetre: d/dx_mm = (1/v) d/dx_voxel
         weights = gaussian_kernel1d(s_vox, int(o), r) / float(v) ** int(o)
         passes.append((axis, weights))
@@ -45,8 +50,9 @@ def gaussian_passes(ndim, sigma, order, truncate, axes, spacing):
     return passes, tuple(depth)
 
 
+@scipy_output
 def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate=4.0,
-                    axes=None, spacing=None, backend="auto"):
+                    axes=None, spacing=None, backend="auto", radius=None):
     """Multidimensional Gaussian filter (or Gaussian derivative).
 
     Parameters
@@ -65,6 +71,9 @@ def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate
     truncate : float, optional
         Kernel half-width in standard deviations: the radius is
         ``int(truncate * sigma + 0.5)`` voxels.
+    radius : int or sequence of int, optional
+        The kernel radius in voxels per filtered axis, instead of ``truncate`` (as
+        scipy.ndimage's ``radius``).
     axes : int or sequence of int, optional
         Axes to filter over (default all); e.g. ``axes=(1, 2)`` filters each slice of a
         (z, y, x) volume in 2-D.
@@ -101,7 +110,7 @@ def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate
     """
     image = as_array(image)
     mode, cval = common_options(mode, cval)
-    passes, depth = gaussian_passes(image.ndim, sigma, order, truncate, axes, spacing)
+    passes, depth = gaussian_passes(image.ndim, sigma, order, truncate, axes, spacing, radius)
 
     def op(engine, block):
         return engine.correlate_separable(block, passes, mode, cval) if passes else block.copy()
@@ -109,7 +118,7 @@ def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate
     return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
-def _derivative_terms(ndim, sigma, truncate, axes, spacing, derivative_order):
+def _derivative_terms(ndim, sigma, truncate, axes, spacing, derivative_order, radius=None):
     """For each filtered axis, the Gaussian passes of the derivative along that axis."""
     axes = normalize_axes(axes, ndim)
     terms = []
@@ -117,14 +126,15 @@ def _derivative_terms(ndim, sigma, truncate, axes, spacing, derivative_order):
     for i in range(len(axes)):
         orders = [0] * len(axes)
         orders[i] = derivative_order
-        passes, d = gaussian_passes(ndim, sigma, orders, truncate, axes, spacing)
+        passes, d = gaussian_passes(ndim, sigma, orders, truncate, axes, spacing, radius)
         terms.append(passes)
         depth = tuple(max(a, b) for a, b in zip(depth, d))
     return terms, depth
 
 
+@scipy_output
 def gaussian_laplace(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0, axes=None,
-                     spacing=None, backend="auto"):
+                     spacing=None, backend="auto", radius=None):
     """Laplacian of Gaussian: the sum over axes of the second Gaussian derivative.
 
     Parameters and returns as :func:`gaussian_filter` (without ``order``).
@@ -149,7 +159,7 @@ def gaussian_laplace(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0, ax
     """
     image = as_array(image)
     mode, cval = common_options(mode, cval)
-    terms, depth = _derivative_terms(image.ndim, sigma, truncate, axes, spacing, 2)
+    terms, depth = _derivative_terms(image.ndim, sigma, truncate, axes, spacing, 2, radius)
 
     def op(engine, block):
         total = None
@@ -161,8 +171,9 @@ def gaussian_laplace(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0, ax
     return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
+@scipy_output
 def gaussian_gradient_magnitude(image, sigma, *, mode="reflect", cval=0.0, truncate=4.0,
-                                axes=None, spacing=None, backend="auto"):
+                                axes=None, spacing=None, backend="auto", radius=None):
     """Gradient magnitude with Gaussian derivatives: ``sqrt(sum_a (G_sigma * d/dx_a)^2)``.
 
     Parameters and returns as :func:`gaussian_filter` (without ``order``).
@@ -177,7 +188,7 @@ def gaussian_gradient_magnitude(image, sigma, *, mode="reflect", cval=0.0, trunc
     """
     image = as_array(image)
     mode, cval = common_options(mode, cval)
-    terms, depth = _derivative_terms(image.ndim, sigma, truncate, axes, spacing, 1)
+    terms, depth = _derivative_terms(image.ndim, sigma, truncate, axes, spacing, 1, radius)
 
     def op(engine, block):
         total = None

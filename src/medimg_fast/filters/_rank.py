@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .._shared.utils import normalize_axes, per_axis
-from ._dispatch import apply_filter, as_array, common_options
+from ._dispatch import apply_filter, as_array, common_options, scipy_output
 
 
 def _footprint(ndim: int, size, footprint, axes):
@@ -39,6 +39,7 @@ def _footprint(ndim: int, size, footprint, axes):
     return fp.reshape(tuple(full)), is_box
 
 
+@scipy_output
 def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
     """Mean over a box of ``size`` voxels per filtered axis.
 
@@ -165,3 +166,8 @@ maximum_filter.__doc__ = _RANK_DOC.format(
     title="Maximum over a box or footprint.", name="maximum_filter",
     notes="A box footprint is filtered as separable 1-D running maxima.",
     example="array([5., 9., 9., 9.])")
+
+# scipy.ndimage's ``output=`` (after the docstrings above are set, so they document it)
+median_filter = scipy_output(median_filter)
+minimum_filter = scipy_output(minimum_filter)
+maximum_filter = scipy_output(maximum_filter)
