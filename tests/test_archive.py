@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -109,8 +110,16 @@ def _untimed(table):
     return table.drop(columns=[c for c in TIMING_COLUMNS if c in table.columns])
 
 
+def _resolved(table, root):
+    """The table with its paths, kept as the manifest writes them, resolved under ``root``."""
+    return table.assign(path=[p if os.path.isabs(p) else str(root / p) for p in table["path"]])
+
+
 def _check_tables(result, expected, bad):
-    features = result.features
+    root = Path(min(expected)).parent
+    # the tables keep the manifest's relative paths as written
+    assert all(not os.path.isabs(p) for p in result.features["path"])
+    features = _resolved(result.features, root)
     assert result.n_succeeded == len(expected) == len(features)
     assert result.n_failed == len(bad) == len(result.errors)
     assert list(features["path"]) == sorted(expected)
@@ -124,7 +133,8 @@ def _check_tables(result, expected, bad):
     labelled = features.set_index("path")
     assert labelled.loc[min(expected), "label"] == "0"
     assert labelled.loc[min(expected), "subject"] == "s0"
-    errors = {r["path"]: (r["stage"], r["error_type"]) for _, r in result.errors.iterrows()}
+    errors = {r["path"]: (r["stage"], r["error_type"])
+              for _, r in _resolved(result.errors, root).iterrows()}
     assert errors == bad
     assert all("\n" not in m and m for m in result.errors["message"])
 
@@ -140,6 +150,7 @@ def test_manifest_values_errors_and_resume(client, archive, tmp_path, caplog):
     # Tables on disk equal the returned ones.
     pd.testing.assert_frame_equal(pd.read_parquet(out / "features.parquet"), result.features)
     on_disk = pd.read_csv(out / "errors.csv", keep_default_na=False)
+    on_disk = _resolved(on_disk, manifest.parent)
     assert sorted(on_disk["path"]) == sorted(bad)
     assert "not a readable NIfTI" in on_disk.set_index("path").loc[str(manifest.parent / "corrupt.nii.gz"),
                                                             "message"]
@@ -316,7 +327,8 @@ def test_unlabelled_manifest_rois_timings_duplicates_and_order(client, tmp_path)
     assert table["mean"].iloc[1] == pytest.approx(raw[:3].mean())
     assert table["label"].isna().all()
     assert any("1 exact duplicate row(s)" in w and "a.nii.gz" in w for w in result.warnings)
-    for column in ("time_read_s", "time_features_s", "time_total_s", "megavoxels_per_s"):
+    for column in ("time_read_s", "time_features_s", "time_write_s", "time_total_s",
+                   "megavoxels_per_s"):
         assert (table[column] >= 0).all(), column
     assert table["megavoxels"].iloc[0] == pytest.approx(raw.size / 1e6)
 

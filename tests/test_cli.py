@@ -61,7 +61,7 @@ def _error_line(proc):
 
 
 def test_features_records_the_corrupt_volume_and_exits_1(archive, features_run):
-    _root, _manifest, corrupt = archive
+    root, _manifest, corrupt = archive
     out, proc = features_run
     assert proc.returncode == 1, proc.stderr
     summary = json.loads(proc.stdout)
@@ -69,12 +69,14 @@ def test_features_records_the_corrupt_volume_and_exits_1(archive, features_run):
     table = pd.read_parquet(out / "features.parquet")
     errors = pd.read_csv(out / "errors.csv")
     assert len(table) == 8
-    assert list(errors["path"]) == [str(corrupt.resolve())]
+    # paths as the manifest writes them: relative to its folder
+    assert list(errors["path"]) == ["nifti/corrupt.nii.gz"]
+    assert (root / errors.loc[0, "path"]).resolve() == corrupt.resolve()
     assert errors.loc[0, "stage"] == "read"
     # Independent reference: the ROI mean with NumPy on the voxels as read.
     row = table.iloc[0]
-    image = np.asarray(open_volume(row["path"]).data.compute(), dtype=np.float64)
-    mask = np.asarray(open_volume(row["mask"]).data.compute()) != 0
+    image = np.asarray(open_volume(root / row["path"]).data.compute(), dtype=np.float64)
+    mask = np.asarray(open_volume(root / row["mask"]).data.compute()) != 0
     assert row["stat_mean"] == pytest.approx(image[mask].mean(), rel=1e-9)
     assert row["morph_volume"] > 0
     assert set(table["label"]) == {"smooth", "speckled"}
@@ -366,9 +368,11 @@ def test_predict_an_unlabelled_manifest_keeps_its_columns(archive, features_run,
     reference = cli("predict", model, out / "features.parquet", "--out", tmp_path / "t.csv")
     assert "rows the model was trained on" in reference.stderr
     by_path = pd.read_csv(tmp_path / "t.csv").set_index("path")
+    # the new manifest gives absolute paths, the training one relative ones: both as written
+    as_trained = [os.path.relpath(p, root) for p in pred["path"]]
     np.testing.assert_allclose(pred["probability_smooth"],
-                               by_path.loc[pred["path"], "probability_smooth"])
-    assert set(pred["path"]) <= set(table.index)
+                               by_path.loc[as_trained, "probability_smooth"])
+    assert set(as_trained) <= set(table.index)
     assert "rows the model was trained on" in json.loads(proc.stdout)["warnings"][0]
 
 

@@ -64,10 +64,11 @@ logger = logging.getLogger("medimg_fast.archive")
 
 _META_COLUMNS = ("path", "mask", "roi", "label", "subject", "series_uid")
 #: Per-volume timings stored beside the features (and in the errors table): seconds per
-#: stage of :func:`run_pipeline`, the volume's size and its throughput.  ``time_*`` columns
-#: are never model features.
+#: stage of :func:`run_pipeline` (``time_write_s``: storing the volume's result on the
+#: driver), the volume's size and its throughput.  ``time_*`` columns are never model
+#: features.
 TIMING_COLUMNS = ("time_read_s", "time_preprocess_s", "time_filter_s", "time_features_s",
-                  "time_total_s", "megavoxels", "megavoxels_per_s")
+                  "time_write_s", "time_total_s", "megavoxels", "megavoxels_per_s")
 _ERROR_COLUMNS = ("path", "mask", "roi", "series_uid", "stage", "error_type", "message",
                   *TIMING_COLUMNS)
 #: Volumes below this size are materialised as NumPy arrays for the pipeline; larger ones
@@ -259,6 +260,15 @@ class _Entry:
     roi: str | None = None
     #: The DICOM series to read when the path's folder holds several (``scan`` writes it).
     series_uid: str | None = None
+    #: ``path`` and ``mask`` as the manifest gives them (relative ones stay relative in the
+    #: tables); ``path``/``mask`` above are resolved for reading.
+    path_written: str | None = None
+    mask_written: str | None = None
+
+    def shown(self) -> dict:
+        """``path`` and ``mask`` as the tables show them: as written in the manifest."""
+        return {"path": self.path_written or self.path,
+                "mask": self.mask_written if self.mask_written is not None else self.mask}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +278,8 @@ class _Entry:
 def read_manifest(manifest) -> list:
     """Rows of a manifest CSV: ``path[,label][,mask][,subject][,roi][,series_uid]``.
 
-    Relative paths are taken relative to the manifest's folder.  ``label`` is needed only
+    Relative paths are taken relative to the manifest's folder for reading; the tables keep
+    them as written.  ``label`` is needed only
     to train a model; a manifest of new cases to predict may leave it out.  ``roi`` selects what of the
     mask file is the mask (see :func:`medimg_fast.io.open_mask`): an RTSTRUCT ROI name or
     pattern, a SEG segment label or number, a label value; one image may appear in several
@@ -305,6 +316,8 @@ def read_manifest(manifest) -> list:
                 subject=row.get("subject") or None,
                 roi=roi,
                 series_uid=row.get("series_uid") or None,
+                path_written=row["path"],
+                mask_written=row.get("mask") or None,
             ))
     return entries
 
@@ -656,7 +669,7 @@ def _write_part(parts_dir: Path, key: str, entry: _Entry, outcome: dict) -> dict
     """Store one volume's outcome as a small JSON file (atomically); return the record as it
     reads back.  JSON, not one-row Parquet: about 0.5 ms a volume instead of about 20 ms
     (write and read back), which on a small archive was most of the batch's own cost."""
-    meta = {"path": entry.path, "mask": entry.mask,
+    meta = {**entry.shown(),
             "roi": None if entry.roi is None else str(entry.roi),
             "label": None if entry.label is None else str(entry.label),
             "subject": None if entry.subject is None else str(entry.subject),
@@ -668,6 +681,10 @@ def _write_part(parts_dir: Path, key: str, entry: _Entry, outcome: dict) -> dict
         record = {**{k: meta[k] for k in ("path", "mask", "roi", "series_uid")},
                   **{k: outcome[k] for k in ("stage", "error_type", "message")}, **timings}
         name = f"{key}.error.json"
+    start = time.perf_counter()
+    _atomic_write_bytes(parts_dir / name, json.dumps(record, default=float).encode())
+    # the store's own time (encoding and the atomic write, on the driver), kept with it
+    record["time_write_s"] = time.perf_counter() - start
     payload = json.dumps(record, default=float).encode()
     _atomic_write_bytes(parts_dir / name, payload)
     return json.loads(payload)
@@ -955,7 +972,7 @@ def process_archive(source, out_dir, *, config: PipelineConfig | None = None, sc
                         continue
                     bar.update(entry, outcome)
                     error_records[key] = {
-                        "path": entry.path, "mask": entry.mask, "roi": entry.roi,
+                        **entry.shown(), "roi": entry.roi,
                         "series_uid": entry.series_uid,
                         **{k: outcome.get(k) for k in ("stage", "error_type", "message")},
                         **(outcome.get("timings") or {})}

@@ -1301,9 +1301,10 @@ def _manifest_extras(source, table):
             def resolve(p):
                 return str((base / p).resolve()) if p else None
 
-            key = (resolve(row.get("path")), resolve(row.get("mask")), row.get("roi") or None,
-                   row.get("series_uid") or None)
-            by_key.setdefault(key, row)
+            rest = (row.get("roi") or None, row.get("series_uid") or None)
+            # tables show paths as written in the manifest (older tables: resolved)
+            by_key.setdefault((row.get("path") or None, row.get("mask") or None, *rest), row)
+            by_key.setdefault((resolve(row.get("path")), resolve(row.get("mask")), *rest), row)
 
     def text(v):
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)

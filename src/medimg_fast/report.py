@@ -413,10 +413,10 @@ def write_report(path, *, title="medimg-fast study", source="", features=None, e
                     r[c] = _shown_path(r[c])
         parts.append("<div class='scroll'>" + _table(rows, shown, max_rows=300) + "</div>")
         timing = [c for c in ("time_read_s", "time_preprocess_s", "time_filter_s",
-                              "time_features_s", "time_total_s", "megavoxels",
+                              "time_features_s", "time_write_s", "time_total_s", "megavoxels",
                               "megavoxels_per_s") if c in features.columns]
         if timing:
-            parts.append("<h3>Per-volume timings (seconds per stage, on the worker)</h3>")
+            parts.append("<h3>Per-volume timings (seconds per stage: on the worker; the write on the driver)</h3>")
             cols = ["path", *(["roi"] if "roi" in shown else []), *timing]
             rows = features[cols].to_dict("records")
             for r in rows:
