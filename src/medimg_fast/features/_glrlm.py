@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._joins import block_core, linear_steps, trim_counts
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, directions_3d, emphasis_features
+from ._texture import (
+    TEXTURE_DIMS,
+    TextureCounts,
+    aggregate,
+    check_level_range,
+    check_levels,
+    directions_3d,
+    emphasis_features,
+)
 
 __all__ = ["GLRLM_FEATURES", "RunPartial", "count_glrlm", "glrlm_aggregate", "glrlm_block",
            "glrlm_features"]
@@ -81,39 +89,6 @@ def _is_dask(x) -> bool:
     return type(x).__module__.split(".")[0] == "dask"
 
 
-def _check_args(levels, ng, dims):
-    """The checks of :func:`_check_levels` that need no voxel values."""
-    if levels.ndim != 3:
-        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
-    if np.dtype(levels.dtype).kind not in "iu":
-        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
-    ng = int(ng)
-    if ng < 1:
-        raise ValueError(f"`ng` must be at least 1, got {ng!r}")
-    unknown = set(dims) - set(TEXTURE_DIMS)
-    if unknown:
-        raise ValueError(f"`dims` must be a subset of {TEXTURE_DIMS}, got {sorted(dims)!r}")
-    return ng
-
-
-def _check_levels(levels, ng, dims):
-    levels = np.asarray(levels)
-    if levels.ndim != 3:
-        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
-    if levels.dtype.kind not in "iu":
-        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
-    ng = int(ng)
-    if ng < 1:
-        raise ValueError(f"`ng` must be at least 1, got {ng!r}")
-    unknown = set(dims) - set(TEXTURE_DIMS)
-    if unknown:
-        raise ValueError(f"`dims` must be a subset of {TEXTURE_DIMS}, got {sorted(dims)!r}")
-    if levels.size and (levels.min() < 0 or levels.max() > ng):
-        raise ValueError(f"`levels` must lie in 0..{ng} (0 outside the ROI), got "
-                         f"{levels.min()}..{levels.max()}")
-    return np.ascontiguousarray(levels, dtype=np.int32), ng
-
-
 def count_glrlm(levels, ng, dims) -> TextureCounts:
     """Run length counts of a level volume per IBSI unit.
 
@@ -162,7 +137,7 @@ def count_glrlm(levels, ng, dims) -> TextureCounts:
     """
     if _is_dask(levels):
         return _count_glrlm_chunked(levels, ng, dims)
-    levels, ng = _check_levels(levels, ng, dims)
+    levels, ng = check_levels(levels, ng, dims)
     want_2d = "2D" in dims or "2.5D" in dims
     want_3d = "3D" in dims
     nz, ny, nx = levels.shape
@@ -449,9 +424,7 @@ def glrlm_block(levels, ng, dims, *, core, offset, shape) -> RunPartial:
     padded, bounds, origin = block.padded, block.bounds, block.origin
     (z0, z1), (y0, y1), (x0, x1) = bounds
     core_levels = padded[z0:z1, y0:y1, x0:x1]
-    if core_levels.size and (core_levels.min() < 0 or core_levels.max() > ng):
-        raise ValueError(f"`levels` must lie in 0..{ng} (0 outside the ROI), got "
-                         f"{core_levels.min()}..{core_levels.max()}")
+    check_level_range(core_levels, ng)
     partial = RunPartial(TextureCounts(), _no_fragments(), ng, dims, shape)
     if not (want_2d or want_3d):
         return partial
@@ -488,7 +461,7 @@ def glrlm_block(levels, ng, dims, *, core, offset, shape) -> RunPartial:
 def _count_glrlm_chunked(levels, ng, dims) -> TextureCounts:
     from ._partials import BlockGrid
 
-    ng = _check_args(levels, ng, dims)
+    levels, ng = check_levels(levels, ng, dims, values=False)
     grid = BlockGrid(levels, levels > 0)
 
     def _block(block_levels, _mask, info):

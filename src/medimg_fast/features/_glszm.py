@@ -42,7 +42,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._joins import block_core, components, linear_steps, trim_counts
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, emphasis_features
+from ._texture import (
+    TEXTURE_DIMS,
+    TextureCounts,
+    aggregate,
+    check_level_range,
+    check_levels,
+    emphasis_features,
+)
 
 __all__ = [
     "GLDZM_FEATURES",
@@ -194,23 +201,6 @@ def _is_dask(x) -> bool:
     return type(x).__module__.split(".")[0] == "dask"
 
 
-def _check_levels(levels, ng, dims) -> np.ndarray:
-    levels = np.asarray(levels)
-    if levels.ndim != 3:
-        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
-    if levels.dtype.kind not in "iu":
-        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
-    if isinstance(ng, bool) or not isinstance(ng, (int, np.integer)) or ng < 1:
-        raise ValueError(f"`ng` must be a positive integer, got {ng!r}")
-    if levels.size and (levels.min() < 0 or levels.max() > ng):
-        raise ValueError(f"`levels` must lie in 0..ng={ng}, got range "
-                         f"{levels.min()}..{levels.max()}")
-    bad = set(dims) - set(TEXTURE_DIMS)
-    if isinstance(dims, str) or bad:
-        raise ValueError(f"`dims` must be a collection of {TEXTURE_DIMS}, got {dims!r}")
-    return np.ascontiguousarray(levels, dtype=np.int32)
-
-
 def _zone_table(levels, planar: bool, with_distance: bool, distance_roi=None):
     edge_distance, zones = _zone_kernels()
     if with_distance:
@@ -262,7 +252,6 @@ def count_zone_families(levels, ng, dims=TEXTURE_DIMS, *, families=("szm", "dzm"
     labelling of its zones: ``{"szm": ..., "dzm": ...}`` for the ``families`` asked
     (equal to calling both)."""
     want = [f for f in ("szm", "dzm") if f in families]
-    levels = _check_levels(levels, ng, dims)
     if _is_dask(levels):
         out = {}
         if "szm" in want:
@@ -270,6 +259,7 @@ def count_zone_families(levels, ng, dims=TEXTURE_DIMS, *, families=("szm", "dzm"
         if "dzm" in want:
             out["dzm"] = count_gldzm(levels, ng, dims, distance_mask=distance_mask)
         return out
+    levels, ng = check_levels(levels, ng, dims)
     roi = _distance_roi(levels, distance_mask)
     builders = {"szm": _glszm_matrix, "dzm": _gldzm_matrix}
 
@@ -331,7 +321,7 @@ def count_glszm(levels, ng, dims=TEXTURE_DIMS) -> TextureCounts:
     """
     if _is_dask(levels):
         return _count_zones_chunked(levels, ng, dims, "szm")
-    levels = _check_levels(levels, ng, dims)
+    levels, ng = check_levels(levels, ng, dims)
     return _by_unit(levels, int(ng), dims, _glszm_matrix, with_distance=False)
 
 
@@ -384,7 +374,7 @@ def count_gldzm(levels, ng, dims=TEXTURE_DIMS, *, distance_mask=None) -> Texture
     """
     if _is_dask(levels):
         return _count_zones_chunked(levels, ng, dims, "dzm", distance_mask)
-    levels = _check_levels(levels, ng, dims)
+    levels, ng = check_levels(levels, ng, dims)
     return _by_unit(levels, int(ng), dims, _gldzm_matrix, with_distance=True,
                     distance_roi=_distance_roi(levels, distance_mask))
 
@@ -819,9 +809,7 @@ def zone_block(levels, ng, dims, *, core, offset, shape, families=("szm", "dzm")
     block = block_core(levels, core, offset, shape)
     (z0, z1), (y0, y1), (x0, x1) = block.bounds
     core_levels = block.padded[z0:z1, y0:y1, x0:x1]
-    if core_levels.size and (core_levels.min() < 0 or core_levels.max() > ng):
-        raise ValueError(f"`levels` must lie in 0..ng={ng}, got range "
-                         f"{core_levels.min()}..{core_levels.max()}")
+    check_level_range(core_levels, ng)
     if "dzm" in families and distances is None:
         raise ValueError("`distances` are needed for the distance zone matrix ('dzm')")
     kernel, _ = _block_kernels()
@@ -851,32 +839,17 @@ def zone_block(levels, ng, dims, *, core, offset, shape, families=("szm", "dzm")
     return partial
 
 
-def _checked_range(block, ng):
-    if block.size and (block.min() < 0 or block.max() > ng):
-        raise ValueError(f"`levels` must lie in 0..ng={ng}, got range "
-                         f"{block.min()}..{block.max()}")
-    return block
-
-
 def _count_zones_chunked(levels, ng, dims, family, distance_mask=None) -> TextureCounts:
     """:func:`count_glszm` / :func:`count_gldzm` of a Dask ``levels``, chunk by chunk."""
     import dask.array as da
 
     from ._partials import BlockGrid
 
-    if levels.ndim != 3:
-        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
-    if np.dtype(levels.dtype).kind not in "iu":
-        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
-    if isinstance(ng, bool) or not isinstance(ng, (int, np.integer)) or ng < 1:
-        raise ValueError(f"`ng` must be a positive integer, got {ng!r}")
-    bad = set(dims) - set(TEXTURE_DIMS)
-    if isinstance(dims, str) or bad:
-        raise ValueError(f"`dims` must be a collection of {TEXTURE_DIMS}, got {dims!r}")
+    levels, ng = check_levels(levels, ng, dims, values=False)
     ng = int(ng)
     shape = tuple(int(s) for s in levels.shape)
     code = LevelDistanceCode.for_shape(ng, shape)
-    levels = levels.map_blocks(_checked_range, ng, dtype=levels.dtype)  # before packing
+    levels = levels.map_blocks(check_level_range, ng, dtype=levels.dtype)  # before packing
     packed = levels
     if family == "dzm":
         if distance_mask is None:

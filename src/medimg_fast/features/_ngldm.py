@@ -24,7 +24,13 @@ import math
 
 import numpy as np
 
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, emphasis_features
+from ._texture import (
+    TextureCounts,
+    aggregate,
+    check_level_range,
+    check_levels,
+    emphasis_features,
+)
 
 __all__ = ["NGLDM_FEATURES", "count_ngldm", "ngldm_aggregate", "ngldm_features"]
 
@@ -142,17 +148,8 @@ def count_ngldm(levels, ng, dims, *, distance=1, alpha=0, core=None) -> TextureC
     array([[0, 2, 0],
            [1, 0, 0]])
     """
+    levels, ng = check_levels(levels, ng, dims, values=False)
     levels = np.asarray(levels)
-    if levels.ndim != 3:
-        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
-    if levels.dtype.kind not in "iu":
-        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
-    ng = int(ng)
-    if ng < 1:
-        raise ValueError(f"`ng` must be at least 1, got {ng!r}")
-    unknown = set(dims) - set(TEXTURE_DIMS)
-    if unknown:
-        raise ValueError(f"`dims` must be a subset of {TEXTURE_DIMS}, got {sorted(dims)!r}")
     if int(distance) != distance or distance < 1:
         raise ValueError(f"`distance` must be an integer of at least 1, got {distance!r}")
     if int(alpha) != alpha or alpha < 0:
@@ -162,9 +159,7 @@ def count_ngldm(levels, ng, dims, *, distance=1, alpha=0, core=None) -> TextureC
     if (len(core) != 3 or not all(isinstance(c, slice) for c in core)
             or any(c.indices(n)[2] != 1 for c, n in zip(core, levels.shape))):
         raise ValueError(f"`core` must be a tuple of 3 slices of step 1, got {core!r}")
-    if levels.size and (levels.min() < 0 or levels.max() > ng):
-        raise ValueError(f"`levels` must lie in 0..{ng} (0 outside the ROI), got "
-                         f"{levels.min()}..{levels.max()}")
+    check_level_range(levels, ng)
     distance = int(distance)
     want_2d = "2D" in dims or "2.5D" in dims
     want_3d = "3D" in dims

@@ -21,8 +21,7 @@ import math
 
 import numpy as np
 
-from ._glszm import _check_levels
-from ._texture import TEXTURE_DIMS, TextureCounts, aggregate
+from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, check_levels
 
 __all__ = ["NGTDM_FEATURES", "count_ngtdm", "ngtdm_aggregate", "ngtdm_features"]
 
@@ -144,7 +143,7 @@ def count_ngtdm(levels, ng, dims=TEXTURE_DIMS, *, distance=1, core=None) -> Text
     array([[1. , 1. ],
            [2. , 0.5]])
     """
-    levels = _check_levels(levels, ng, dims)
+    levels, ng = check_levels(levels, ng, dims)
     if isinstance(distance, bool) or not isinstance(distance, (int, np.integer)) or (
             distance < 1):
         raise ValueError(f"`distance` must be a positive integer, got {distance!r}")

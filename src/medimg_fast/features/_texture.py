@@ -43,6 +43,8 @@ __all__ = [
     "TextureCounts",
     "aggregate",
     "aggregation_tags",
+    "check_level_range",
+    "check_levels",
     "directions_2d",
     "directions_3d",
     "emphasis_features",
@@ -64,6 +66,41 @@ def directions_2d(distance: int = 1) -> np.ndarray:
     """The 4 unique in-plane directions ``(0, dy, dx)`` times ``distance``."""
     dirs = directions_3d(1)
     return dirs[dirs[:, 0] == 0] * int(distance)
+
+
+def check_levels(levels, ng, dims, *, values=True):
+    """The validated ``(levels, ng)`` of a texture family's counting.
+
+    ``levels`` must be a 3-D integer array and ``ng`` a positive integer, ``dims`` a
+    collection of :data:`TEXTURE_DIMS`.  With ``values`` (NumPy levels), the voxels must lie
+    in ``0..ng`` and ``levels`` comes back as contiguous int32; without (lazy Dask levels,
+    checked per block with :func:`check_level_range`), it comes back as given.
+    """
+    if not values:
+        levels = levels if hasattr(levels, "ndim") else np.asarray(levels)
+    else:
+        levels = np.asarray(levels)
+    if levels.ndim != 3:
+        raise ValueError(f"`levels` must be a 3-D (z, y, x) array, got {levels.ndim}-D")
+    if np.dtype(levels.dtype).kind not in "iu":
+        raise TypeError(f"`levels` must hold integer grey levels, got dtype {levels.dtype}")
+    if isinstance(ng, bool) or not isinstance(ng, (int, np.integer)) or ng < 1:
+        raise ValueError(f"`ng` must be a positive integer, got {ng!r}")
+    if isinstance(dims, str) or set(dims) - set(TEXTURE_DIMS):
+        raise ValueError(f"`dims` must be a collection of {TEXTURE_DIMS}, got {dims!r}")
+    if not values:
+        return levels, int(ng)
+    check_level_range(levels, ng)
+    return np.ascontiguousarray(levels, dtype=np.int32), int(ng)
+
+
+def check_level_range(levels, ng):
+    """``levels`` (a NumPy block) unchanged, or ValueError when a voxel lies outside
+    ``0..ng``."""
+    if levels.size and (levels.min() < 0 or levels.max() > ng):
+        raise ValueError(f"`levels` must lie in 0..ng={ng} (0..{ng}; 0 outside the ROI), "
+                         f"got range {levels.min()}..{levels.max()}")
+    return levels
 
 
 def merge_matrices(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
