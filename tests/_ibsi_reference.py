@@ -47,11 +47,13 @@ def ct_phantom():
     return image.astype(np.float64), mask > 0, spacing
 
 
-def read_digital_reference(path=DIGITAL_DIR / "reference_values.csv") -> Reference:
+def read_digital_reference(path=DIGITAL_DIR / "reference_values.csv", *,
+                           prefix: str = "") -> Reference:
+    """The digital phantom's table (the tags starting with ``prefix``, e.g. ``"rlm_"``)."""
     ref = Reference()
     with Path(path).open(encoding="utf-8-sig") as fh:
         for row in csv.DictReader(fh):
-            if row["reference value"]:
+            if row["reference value"] and row["tag"].startswith(prefix):
                 text = row["reference value"]
                 ref[row["tag"]] = (float(text), float(row["tolerance"]), text)
     return ref

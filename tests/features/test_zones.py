@@ -8,11 +8,10 @@ the IBSI-1 digital phantom reference values.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from _ibsi_reference import digital_phantom, mismatches, read_digital_reference
+from _ibsi_reference import mismatches, read_digital_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -30,8 +29,6 @@ from medimg_fast.features._glszm import (
     glszm_features,
 )
 from medimg_fast.features._texture import TEXTURE_DIMS
-
-IBSI_DIR = Path(__file__).resolve().parents[1] / "data" / "ibsi1"
 
 # the 2-D example of the IBSI-1 reference manual, "Grey level size zone based features"
 IBSI_EXAMPLE = np.array([[[1, 2, 2, 3],
@@ -248,22 +245,12 @@ def test_zones_match_scipy_label_and_taxicab_distance(roi):
 
 
 # -- IBSI-1 digital phantom ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def phantom_levels():
-    image, mask, _ = digital_phantom()
-    return np.where(mask, image, 0).astype(np.int32)  # bin width 1: levels 1..6
-
-
-def _reference(prefix):
-    return {t: v for t, v in read_digital_reference().items() if t.startswith(prefix)}
-
-
 @pytest.mark.parametrize(("prefix", "count", "aggregate_"), [
     ("szm_", count_glszm, glszm_aggregate),
     ("dzm_", count_gldzm, gldzm_aggregate),
 ])
 def test_phantom_matches_ibsi(phantom_levels, prefix, count, aggregate_):
-    reference = _reference(prefix)
+    reference = read_digital_reference(prefix=prefix)
     assert len(reference) == 48
     feats = aggregate_(count(phantom_levels, 6, TEXTURE_DIMS), TEXTURE_DIMS)
     assert set(reference) <= set(feats)
