@@ -43,6 +43,8 @@ def _radius(spec, spacing):
     ndim = len(spacing)
     if p["mode"] == "wrap" or spec.name == "simoncelli":
         return None
+    if spec.name == "riesz":  # global, whatever its boundary mode
+        return None
     # without an explicit `dims` the filters of earlier releases act on every axis
     axes = range(ndim) if spec.dims is None else _axes(p["dims"], ndim)
     if spec.name == "mean":
@@ -116,7 +118,10 @@ def filter_response(image, spec, spacing=None, backend="auto"):
     and wavelet taps are in voxels.  ``log`` with ``convention="per_mm"`` is
     :func:`medimg_fast.filters.gaussian_laplace` with ``spacing`` (per mm^2); with
     ``convention="ibsi"`` it is the same filter with ``sigma_mm / spacing`` voxels and
-    no ``spacing`` (IBSI-2, map 2_a).
+    no ``spacing`` (IBSI-2, map 2_a).  ``riesz`` computes the response of its ``of``
+    spec (or takes the image) and applies :func:`medimg_fast.filters.riesz_transform`
+    with the voxel ``spacing`` of the filtered axes (directions in physical space, the
+    structure-tensor window ``tensor_sigma_mm`` in mm).
 
     Examples
     --------
@@ -158,6 +163,12 @@ def filter_response(image, spec, spacing=None, backend="auto"):
                                 pooling=p["pooling"], dims=p["dims"], **kw)
     if name == "simoncelli":
         return f.simoncelli_filter(image, p["level"], dims=p["dims"], **kw)
+    if name == "riesz":
+        inner = image if p["of"] is None else filter_response(image, p["of"], spacing,
+                                                              backend)
+        riesz_spacing = tuple(spacing[a] for a in _axes(p["dims"], ndim))
+        return f.riesz_transform(inner, p["order"], spacing=riesz_spacing,
+                                 tensor_sigma=p["tensor_sigma_mm"], dims=p["dims"], **kw)
     # without an explicit `dims` the filters of earlier releases act on every axis
     axes = tuple(range(ndim)) if spec.dims is None else _axes(p["dims"], ndim)
     if name == "mean":

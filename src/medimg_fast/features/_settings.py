@@ -37,6 +37,7 @@ FILTER_NAMES = {
     "gabor": "sigma_mm",
     "wavelet": "family",
     "simoncelli": "level",
+    "riesz": "order",
 }
 
 def _finite(v) -> bool:
@@ -65,6 +66,8 @@ _FILTER_KEYS = {
                 "rotation_invariant": False, "pooling": "mean", "mode": "reflect",
                 "dims": "3D"},
     "simoncelli": {"level": 1, "mode": "wrap", "dims": "3D"},
+    "riesz": {"order": _REQUIRED, "of": None, "tensor_sigma_mm": None, "mode": "wrap",
+              "dims": "3D"},
 }
 _CHOICES = {
     "dims": ("2D", "3D"),
@@ -115,6 +118,23 @@ def _check_filter_value(name: str, key: str, v):
         if not isinstance(v, str) or not v:
             raise ValueError(f"{where} must be a non-empty string, got {v!r}")
         return v
+    if key == "tensor_sigma_mm":
+        if not _positive(v):
+            raise ValueError(f"{where} must be a positive number (mm) or None, got {v!r}")
+        return float(v)
+    if key == "order":
+        from ..filters._riesz import check_riesz_order
+
+        try:
+            return check_riesz_order(v, len(v) if hasattr(v, "__len__") else 3)
+        except ValueError as exc:
+            raise ValueError(f"filter {name!r}: {exc}") from None
+    if key == "of":
+        try:
+            return FilterSpec.from_any(v)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where} must be a filter spec (the filter whose response is "
+                             f"transformed), got {v!r}: {exc}") from None
     raise ValueError(f"{where} is not a filter key")  # pragma: no cover - keys are fixed
 
 
@@ -132,13 +152,15 @@ class FilterSpec:
 
     Parameters
     ----------
-    name : {"gaussian", "log", "gradient_magnitude", "mean", "laws", "gabor", "wavelet", "simoncelli"}
+    name : {"gaussian", "log", "gradient_magnitude", "mean", "laws", "gabor", "wavelet", "simoncelli", "riesz"}
         ``gaussian``: Gaussian smoothing; ``log``: Laplacian of Gaussian;
         ``gradient_magnitude``: Gaussian gradient magnitude; ``mean``: mean (box) filter;
         ``laws``: :func:`medimg_fast.filters.laws_filter`; ``gabor``:
         :func:`medimg_fast.filters.gabor_filter`; ``wavelet``:
         :func:`medimg_fast.filters.wavelet_filter`; ``simoncelli``:
-        :func:`medimg_fast.filters.simoncelli_filter`.
+        :func:`medimg_fast.filters.simoncelli_filter`; ``riesz``:
+        :func:`medimg_fast.filters.riesz_transform` of the image or of another
+        filter's response.
     sigma_mm : float
         Standard deviation of the Gaussian in millimetres (``gaussian``, ``log``,
         ``gradient_magnitude``), of the Gabor envelope (``gabor``).
@@ -167,6 +189,19 @@ class FilterSpec:
     family, set, level
         ``wavelet``: as :func:`medimg_fast.filters.wavelet_filter`; ``level`` also
         for ``simoncelli`` (default 1); wavelet pooling default "mean".
+    order, of, tensor_sigma_mm
+        ``riesz``: ``order`` is the Riesz component, one non-negative integer per
+        filtered axis in array order ((z, y, x) for "3D", (y, x) for "2D"; IBSI's
+        x-first ``(l_x, l_y, l_z)`` is ``[l_z, l_y, l_x]``), total order >= 1; ``of``
+        the spec of the filter whose response is transformed (``log``: Riesz-LoG,
+        ``simoncelli``, ``wavelet``, ``gabor``, ...), None for the image itself.
+        ``tensor_sigma_mm``: align the component to the local dominant orientation,
+        with a structure-tensor window of this many mm (``order`` then counts along the
+        local frame, dominant orientation first; see
+        :func:`~medimg_fast.filters.riesz_transform`), None (default) for the grid
+        axes.  ``mode`` (default "wrap") and ``dims`` are the Riesz stage's; the prefix
+        is ``riesz_z<n_z>y<n_y>x<n_x>`` (``_aligned<sigma>mm``) then the inner
+        filter's prefix, e.g. ``riesz_z1y0x0_log_sigma3.0mm_constant``.
 
     Examples
     --------
@@ -197,6 +232,9 @@ class FilterSpec:
     family: str | None = None
     set: str | None = None
     level: int | None = None
+    order: tuple[int, ...] | None = None
+    of: FilterSpec | None = None
+    tensor_sigma_mm: float | None = None
 
     def __post_init__(self):
         if self.name not in FILTER_NAMES:
@@ -240,6 +278,11 @@ class FilterSpec:
                 wavelet_taps(p["family"])
             except ValueError as exc:
                 raise ValueError(f"filter 'wavelet': {exc}") from None
+        if self.name == "riesz":
+            n_axes = 3 if p["dims"] == "3D" else 2
+            if len(p["order"]) != n_axes:
+                raise ValueError(f"filter 'riesz': `order` must have {n_axes} entries for "
+                                 f"dims={p['dims']!r} (array order), got {list(p['order'])!r}")
         if self.name == "gabor":
             if p["rotation_invariant"] and p["theta_step_deg"] is None:
                 raise ValueError("filter 'gabor': `rotation_invariant` true needs "
@@ -285,6 +328,11 @@ class FilterSpec:
                 parts.append(p["response"])
         elif self.name == "wavelet":
             parts = [f"wavelet_{p['family']}_{p['set']}_level{p['level']}"]
+        elif self.name == "riesz":
+            names = "zyx" if len(p["order"]) == 3 else "yx"
+            parts = ["riesz_" + "".join(f"{a}{n}" for a, n in zip(names, p["order"]))]
+            if p["tensor_sigma_mm"] is not None:
+                parts.append(f"aligned{p['tensor_sigma_mm']!r}mm")
         else:
             parts = [f"simoncelli_level{p['level']}"]
         if p.get("rotation_invariant"):
@@ -295,10 +343,18 @@ class FilterSpec:
             parts.append(p["mode"])
         if p["dims"] != keys["dims"]:
             parts.append(p["dims"])
+        if self.name == "riesz" and p["of"] is not None:
+            parts.append(p["of"].prefix)
         return "_".join(parts)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if getattr(self, f.name) is not None}
+        if "order" in out:
+            out["order"] = list(out["order"])
+        if "of" in out:
+            out["of"] = out["of"].to_dict()
+        return out
 
     @classmethod
     def from_any(cls, spec) -> FilterSpec:

@@ -21,6 +21,7 @@ from ._gaussian import (
 )
 from ._laws import laws_filter, laws_kernel1d
 from ._rank import maximum_filter, median_filter, minimum_filter, uniform_filter
+from ._riesz import riesz_transform
 from ._wavelet import simoncelli_filter, wavelet_filter
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "median_filter",
     "minimum_filter",
     "prewitt",
+    "riesz_transform",
     "simoncelli_filter",
     "sobel",
     "uniform_filter",
