@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import functools
 import numbers
+import threading
 
 import numpy as np
 
@@ -27,13 +30,20 @@ def _check_level(level) -> int:
     return int(level)
 
 
-def wavelet_taps(family: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decomposition low- and high-pass taps of a discrete wavelet, from PyWavelets."""
+@functools.cache
+def _discrete_wavelets() -> frozenset:
     import pywt
 
-    if not isinstance(family, str) or family not in pywt.wavelist(kind="discrete"):
+    return frozenset(pywt.wavelist(kind="discrete"))
+
+
+def wavelet_taps(family: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decomposition low- and high-pass taps of a discrete wavelet, from PyWavelets."""
+    if not isinstance(family, str) or family not in _discrete_wavelets():
         raise ValueError(f"`family` must be a discrete PyWavelets wavelet (db2, coif1, "
                          f"haar, sym4, ...), got {family!r}")
+    import pywt
+
     w = pywt.Wavelet(family)
     return np.array(w.dec_lo, dtype=np.float64), np.array(w.dec_hi, dtype=np.float64)
 
@@ -47,7 +57,28 @@ def _check_set(filter_set, n_axes: int) -> str:
 
 
 def wavelet_plan(ndim, family, filter_set, level, rotation_invariant, dims):
-    """The 1-D correlation passes of every distinct orientation, and the halo depth."""
+    """The 1-D correlation passes of every distinct orientation, and the halo depth.
+
+    Plans are memoised (the weights read-only): a small image's filter call would
+    otherwise spend a good part of its time here."""
+    try:
+        return _wavelet_plan_cached(ndim, family, filter_set, level, rotation_invariant,
+                                    dims)
+    except TypeError:  # an unhashable argument: validate and plan without the cache
+        return _wavelet_plan(ndim, family, filter_set, level, rotation_invariant, dims)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _wavelet_plan_cached(ndim, family, filter_set, level, rotation_invariant, dims):
+    pass_sets, depth = _wavelet_plan(ndim, family, filter_set, level, rotation_invariant,
+                                     dims)
+    for passes in pass_sets:
+        for _, weights in passes:
+            weights.flags.writeable = False
+    return tuple(tuple(passes) for passes in pass_sets), depth
+
+
+def _wavelet_plan(ndim, family, filter_set, level, rotation_invariant, dims):
     axes = dims_axes(dims, ndim)
     filter_set = _check_set(filter_set, len(axes))
     level = _check_level(level)
@@ -145,23 +176,61 @@ def wavelet_filter(image, family="db2", set="LHL", level=1, *, rotation_invarian
     return apply_filter(image, op, depth, mode=mode, backend=backend)
 
 
-def simoncelli_transfer(shape, level, *, half=False):
+def simoncelli_transfer(shape, level, *, half=False, dtype=np.float64):
     """The Simoncelli band-pass of ``level`` on the DFT grid of ``shape`` (real, even);
     ``half``: on the grid of a real-input transform (``rfftn``: the last axis holds the
-    frequencies ``0 .. n // 2`` only)."""
+    frequencies ``0 .. n // 2`` only).  Computed in float64, returned in ``dtype``."""
+    # H depends on the squared frequencies only, and DFT bins k and n - k hold
+    # frequencies of opposite sign (exactly: fftfreq is an integer times 1/n): H is
+    # evaluated on the bins 0 .. n // 2 of each full axis, then unfolded (the same
+    # values, from a quarter of the grid in 3-D with ``half``)
     nu_sq = 0.0
+    folded = []
     for i, n in enumerate(shape):
         last = half and i == len(shape) - 1
         # in units of the Nyquist frequency
-        f = (np.fft.rfftfreq(n) if last else np.fft.fftfreq(n)) * 2.0
+        f = (np.fft.rfftfreq(n) if last else np.fft.fftfreq(n)[:n // 2 + 1]) * 2.0
+        if not last:
+            folded.append((i, n))
         f = f.reshape([-1 if j == i else 1 for j in range(len(shape))])
         nu_sq = nu_sq + f * f
     nu = np.sqrt(nu_sq)
     nu_max = 2.0 ** -(level - 1)
     band = (nu >= nu_max / 4) & (nu <= nu_max)
-    out = np.zeros(nu.shape)
+    out = np.zeros(np.shape(nu))
     out[band] = np.cos(np.pi / 2 * np.log2(2.0 * nu[band] / nu_max))
+    out = out.astype(dtype, copy=False)
+    for axis, n in folded:
+        # bins n // 2 + 1 .. n - 1 are the bins (n - 1) // 2 .. 1, in that order
+        mirrored = np.flip(np.take(out, np.arange(1, (n - 1) // 2 + 1), axis=axis), axis)
+        out = np.concatenate([out, mirrored], axis=axis)
     return out
+
+
+#: Bytes of Simoncelli transfer functions kept for reuse (least recently used first out).
+_TRANSFER_CACHE_BYTES = 256 * 2**20
+_transfer_cache: collections.OrderedDict = collections.OrderedDict()
+_transfer_lock = threading.Lock()
+
+
+def _cached_transfer(shape, level, dtype):
+    """:func:`simoncelli_transfer` on the half (``rfftn``) grid of ``shape`` in ``dtype``,
+    read-only, computed once per (shape, level, dtype) while it fits the cache: a Dask
+    input or a batch of images of one shape reuses it."""
+    key = (tuple(int(n) for n in shape), int(level), np.dtype(dtype).str)
+    with _transfer_lock:
+        transfer = _transfer_cache.get(key)
+        if transfer is not None:
+            _transfer_cache.move_to_end(key)
+            return transfer
+    transfer = simoncelli_transfer(shape, level, half=True, dtype=dtype)
+    transfer.flags.writeable = False
+    if transfer.nbytes <= _TRANSFER_CACHE_BYTES:
+        with _transfer_lock:
+            _transfer_cache[key] = transfer
+            while sum(t.nbytes for t in _transfer_cache.values()) > _TRANSFER_CACHE_BYTES:
+                _transfer_cache.popitem(last=False)
+    return transfer
 
 
 def simoncelli_filter(image, level=1, *, mode="wrap", cval=0.0, dims="3D", backend="auto"):
@@ -193,7 +262,9 @@ def simoncelli_filter(image, level=1, *, mode="wrap", cval=0.0, dims="3D", backe
     with ``nu = |f| / f_Nyquist`` on the DFT frequencies of the (extended) grid; the
     response is ``real(ifft(fft(image) * H))``; H is real and even, so this is
     ``irfftn(rfftn(image) * H)``, computed so, in the input's precision (float32 input:
-    single precision, within about 1e-6 of the range of the float64 result).  The
+    single precision, within about 1e-6 of the range of the float64 result).  H is
+    computed once per (grid shape, level, dtype) and kept in a small cache (256 MiB at
+    most), so Dask blocks and further images of one shape skip it.  The
     filter is global: a Dask input is rechunked to one chunk along the filtered axes (along z it stays chunked for "2D") and each block transformed
     whole, so the result is exact but a block needs the whole volume (or slice) in memory.
 
@@ -230,7 +301,7 @@ def simoncelli_filter(image, level=1, *, mode="wrap", cval=0.0, dims="3D", backe
                 block = ext
                 crop[a] = slice(pad, pad + n)
         shape = [block.shape[a] for a in axes]
-        transfer = simoncelli_transfer(shape, level, half=True).astype(dtype)
+        transfer = _cached_transfer(shape, level, dtype)
         half_shape = [1] * block.ndim
         for a, n in zip(axes, transfer.shape):
             half_shape[a] = n
