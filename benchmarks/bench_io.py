@@ -13,8 +13,11 @@ Run: ``pytest benchmarks/bench_io.py --benchmark-only``.
 
 Peak memory of the streaming filter (one fresh process per size, so the figures do not mix):
 ``python benchmarks/bench_io.py memory 256 640 1024``.  The peak should level off near one
-write step (64 MiB of output, its input with the halo chunks) plus the interpreter, whatever
+write step (64 MiB of output, its input with the halo planes) plus the interpreter, whatever
 the volume size.
+
+Out-of-core throughput against the same job on memory-mapped ``.npy`` files, a plain store
+copy, and the codec measurements: ``benchmarks/bench_out_of_core.py``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,17 @@ A filter whose output voxel depends on input voxels at most ``d_a`` away along a
 
 Every output voxel is then computed from exactly the values, and by exactly the
 arithmetic, of the unchunked computation: the result is bit-identical to it.
+
+When the Dask array reads its blocks straight from an array-like (``da.from_array``,
+``da.from_zarr``, :func:`medimg_fast.io.open_volume` on a Zarr store), possibly through
+one ``astype``, steps 1-4 are replaced by direct reads: each task slices its own block
+plus ``d_a`` voxels on each side (the far face's voxels for ``wrap``) from the source,
+casts, runs the kernel and trims.  A halo then costs ``d_a`` voxel layers of the
+neighbours (the store chunks they fall in, for Zarr), not the neighbouring blocks whole,
+and no task depends on another: a block is read once per output block, whatever order
+the writer computes them in.  The blocks the kernel sees are the ones step 3 would
+build (real voxels up to the halo depth, the array's own faces at its faces), so the
+result is the same, bit for bit.
 """
 
 from __future__ import annotations
@@ -143,6 +154,10 @@ def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, d
     if meta is None:
         meta = image._meta.astype(dtype)
 
+    source = sliceable_source(image)
+    if source is not None:
+        return _map_from_source(image, source, block_function, depth, mode=mode,
+                                dtype=dtype, meta=meta)
     if not any(depth):
         return image.map_blocks(block_function, dtype=dtype, meta=meta)
 
@@ -179,6 +194,149 @@ def map_with_halo(image, block_function, depth: tuple[int, ...], *, mode: str, d
     if result.chunks != original_chunks:
         result = result.rechunk(original_chunks)
     return result
+
+
+_GETTER_NAMES = ("getter", "getter_nofancy", "getter_inline")
+
+
+def sliceable_source(image):
+    """``(key, array_like, cast)`` when a Dask array is ``from_array(array_like)``, or that
+    through one ``astype(cast)``; ``None`` for any other graph.
+
+    Only the plain pattern with NumPy blocks is recognised (the source layer, one slicing
+    layer with dask's own getter and no lock, and at most an ``astype``): anything else
+    runs through :func:`dask.array.map_overlap`, which is always correct.
+    """
+    from dask.array import core
+
+    if type(image._meta) is not np.ndarray:  # CuPy blocks keep the generic path
+        return None
+    layers = image.dask.layers
+    deps = image.dask.dependencies
+    name, cast = image.name, None
+    if name.startswith("astype-") and len(deps.get(name, ())) == 1:
+        (name,) = deps[name]
+        cast = np.dtype(image.dtype)
+    key = "original-" + name
+    expected = {name, key} | ({image.name} if cast is not None else set())
+    if set(layers) != expected or deps.get(name) != {key}:
+        return None
+    task = getattr(layers[name], "task", None)
+    func = getattr(task, "func", None)
+    if (getattr(func, "__name__", None) not in _GETTER_NAMES
+            or getattr(core, func.__name__, None) is not func
+            or getattr(task, "kwargs", {}).get("lock") not in (None, False)):
+        return None
+    values = list(dict(layers[key]).values())
+    if len(values) != 1:
+        return None
+    array = values[0]
+    array = getattr(array, "value", array)  # a task-spec DataNode in some dask versions
+    if not hasattr(array, "__getitem__") or tuple(getattr(array, "shape", ())) != image.shape:
+        return None
+    return key, array, cast
+
+
+def _axis_plan(start: int, stop: int, n: int, depth: int, single: bool, mode: str):
+    """Source index runs ``[(lo, hi), ...]`` to read for one block along one axis, and
+    the slice of the kernel's result that is the block's own output.
+
+    The runs hold the block and ``depth`` real voxels on each side, clipped at the
+    array's faces, where the kernel extends the block as it extends the whole array
+    (for ``wrap``, the far face's voxels come in instead: what padding the array would
+    give).  An axis held in one block is read whole, with no halo except for ``wrap``.
+    """
+    if depth == 0 or (single and mode not in _PADDED_MODES):
+        return [(start, stop)], slice(0, stop - start)
+    if mode in _PADDED_MODES:
+        index = extension_indices(n, depth, depth, mode)[start:stop + 2 * depth]
+        cuts = np.flatnonzero(np.diff(index) != 1) + 1
+        runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(index, cuts)]
+        return runs, slice(depth, depth + stop - start)
+    lo, hi = max(0, start - depth), min(n, stop + depth)
+    return [(lo, hi)], slice(start - lo, start - lo + stop - start)
+
+
+def _read_runs(array, runs):
+    """``array`` at the outer product of index runs (one list per axis), as one array.
+
+    Each source voxel is read once: the runs of an axis are merged into disjoint
+    intervals, their product is read box by box, and repeated or reordered indices
+    (``wrap`` halos) are then taken in memory.
+    """
+    import itertools
+
+    if all(len(r) == 1 for r in runs):
+        return np.asarray(array[tuple(slice(lo, hi) for (lo, hi), in runs)])
+    unions, takes = [], []
+    for axis_runs in runs:
+        merged: list[list[int]] = []
+        for lo, hi in sorted(axis_runs):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        unions.append(merged)
+        # position of each source index in the concatenation of the merged intervals
+        where = {}
+        offset = 0
+        for lo, hi in merged:
+            where[lo] = offset - lo
+            offset += hi - lo
+        wanted = np.concatenate([np.arange(lo, hi) for lo, hi in axis_runs])
+        starts = np.array([lo for lo, _ in merged])
+        first = np.searchsorted(starts, wanted, side="right") - 1
+        shift = np.array([where[lo] for lo, _ in merged])
+        position = wanted + shift[first]
+        takes.append(None if np.array_equal(position, np.arange(offset)) else position)
+    shape = tuple(sum(hi - lo for lo, hi in u) for u in unions)
+    offsets = [np.cumsum([0] + [hi - lo for lo, hi in u]) for u in unions]
+    block = None
+    for pick in itertools.product(*(range(len(u)) for u in unions)):
+        piece = np.asarray(array[tuple(slice(*unions[a][i]) for a, i in enumerate(pick))])
+        if block is None:
+            block = np.empty(shape, dtype=piece.dtype)
+        block[tuple(slice(offsets[a][i], offsets[a][i + 1])
+                    for a, i in enumerate(pick))] = piece
+    for axis, position in enumerate(takes):
+        if position is not None:
+            block = np.take(block, position, axis=axis)
+    return block
+
+
+def _source_block(array, runs, trim, cast, block_function):
+    block = _read_runs(array, runs)
+    if cast is not None:
+        block = block.astype(cast, copy=False)  # as dask's astype casts each block
+    return block_function(block)[trim]
+
+
+def _map_from_source(image, source, block_function, depth, *, mode, dtype, meta):
+    """:func:`map_with_halo` for an ``image`` read straight from an array-like: one
+    independent task per block of ``image``, reading the block and its halo itself."""
+    import itertools
+
+    from dask.array.core import Array
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    key, _, cast = source
+    name = "halo-" + tokenize(image.name, block_function, depth, mode, np.dtype(dtype).str)
+    bounds = [np.cumsum((0,) + tuple(c)) for c in image.chunks]
+    plans = [
+        [_axis_plan(int(b[i]), int(b[i + 1]), n, d, len(c) == 1, mode)
+         for i in range(len(c))]
+        for b, c, n, d in zip(bounds, image.chunks, image.shape, depth)
+    ]
+    tasks = {}
+    for index in itertools.product(*(range(len(c)) for c in image.chunks)):
+        picked = [plans[a][i] for a, i in enumerate(index)]
+        runs = tuple(p[0] for p in picked)
+        trim = tuple(p[1] for p in picked)
+        tasks[(name,) + index] = (_source_block, key, runs, trim, cast, block_function)
+    layers = {key: image.dask.layers[key], name: tasks}
+    graph = HighLevelGraph(layers, {key: set(), name: {key}})
+    return Array(graph, name, image.chunks, dtype=dtype, meta=meta)
 
 
 def chunk_shape_for_budget(shape: tuple[int, ...], itemsize: int, budget: int,

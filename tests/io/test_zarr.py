@@ -41,8 +41,11 @@ def test_round_trip_and_metadata_on_disk(tmp_path):
     transforms = ms["datasets"][0]["coordinateTransformations"]
     assert transforms[0] == {"type": "scale", "scale": [2.5, 0.75, 0.5]}
     array_meta = json.loads((path / "0" / "zarr.json").read_text())
-    assert array_meta["chunk_grid"]["configuration"]["chunk_shape"] == [5, 6, 7]
-    assert any(c["name"] == "zstd" for c in array_meta["codecs"])
+    # default store chunks: slabs of whole planes (here the whole small volume), whole blocks
+    assert array_meta["chunk_grid"]["configuration"]["chunk_shape"] == [10, 12, 14]
+    # the default codec: Blosc LZ4 with byte shuffle (benchmarks/bench_out_of_core.py codecs)
+    assert any(c["name"] == "blosc" and c["configuration"]["cname"] == "lz4"
+               and c["configuration"]["shuffle"] == "shuffle" for c in array_meta["codecs"])
     np.testing.assert_array_equal(zarr.open_array(str(path / "0"), mode="r")[...], data)
 
     back = open_volume(path)
@@ -170,7 +173,7 @@ def test_store_in_small_regions_writes_the_same_volume(tmp_path, monkeypatch):
     real_store = da.store
     monkeypatch.setattr(da, "store", lambda source, *a, **k: (
         stored.append(source.shape), real_store(source, *a, **k))[1])
-    save_volume(lazy, tmp_path / "small.zarr")
+    save_volume(lazy, tmp_path / "small.zarr", chunks=(16, 64, 96))
     # z block-rows of 16, 16, 8; each split into y runs of 3 and 2 blocks of 64
     assert stored == [(16, 192, 96), (16, 128, 96)] * 2 + [(8, 192, 96), (8, 128, 96)]
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "small.zarr").data), data)
@@ -190,8 +193,11 @@ def test_zarr_dask_chunks_are_whole_store_chunks(tmp_path, shape, store_chunks):
     for b, s, n in zip(blocks, store_chunks, shape):
         assert b == n or b % s == 0  # whole store chunks (the last block may be short)
     nbytes = 4 * int(np.prod(blocks))
-    assert nbytes <= max(2 * 8 * 2**20, 4 * int(np.prod([min(s, n) for s, n in
-                                                          zip(store_chunks, shape)])))
+    # slabs of about 1/64 of the memory budget (32 MiB), never less than one store chunk
+    assert nbytes <= max(32 * 2**20, 4 * int(np.prod([min(s, n) for s, n in
+                                                       zip(store_chunks, shape)])))
+    cut = [a for a, (b, n) in enumerate(zip(blocks, shape)) if b < n]
+    assert all(blocks[a] == shape[a] for a in range(cut[-1] + 1 if cut else 0, 3))
     if store_chunks == (16, 16, 16):
         assert vol.data.npartitions < z.nchunks / 8  # far fewer tasks than store chunks
     assert open_volume(tmp_path / "a.zarr", chunks=(8, 10, 10)).data.chunksize == (8, 10, 10)
@@ -203,8 +209,9 @@ def test_zarr_dask_chunks_shrink_with_a_small_memory_budget(tmp_path, monkeypatc
     default = open_volume(tmp_path / "a.zarr").data.chunksize
     monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", "256MiB")
     small = open_volume(tmp_path / "a.zarr").data.chunksize
-    assert 2 * 2**20 < 4 * np.prod(default) <= 8 * 2**20  # about 8 MiB
-    assert 4 * np.prod(small) <= 2 * 2**20  # 1/128 of the budget
+    assert 8 * 2**20 < 4 * np.prod(default) <= 32 * 2**20  # about 32 MiB
+    assert default[1:] == (256, 256)  # slabs: whole planes
+    assert 4 * np.prod(small) <= 4 * 2**20  # 1/64 of the budget
     assert all(c % 32 == 0 for c in default + small)
 
 
@@ -228,7 +235,7 @@ def test_killed_write_leaves_no_store_at_the_final_path(tmp_path):
             return block
         data = da.ones((20, 8, 8), chunks=(1, 8, 8), dtype=np.float32).map_blocks(slow)
         with dask.config.set(scheduler="synchronous"):
-            save_volume(data, {str(target)!r})
+            save_volume(data, {str(target)!r}, chunks=(1, 8, 8))  # one chunk per block
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:

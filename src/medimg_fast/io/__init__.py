@@ -228,8 +228,9 @@ def _select_volume(volume: Volume, volume_index, *, source=None) -> Volume:
 
 
 def save_volume(volume_or_array, path, *, spacing=None, origin=None, direction=None,
-                chunks=None, overwrite=False, compression_level=3, scheduler=None):
-    """Write a volume or array as an OME-Zarr v0.5 image (Zarr v3, zstd-compressed), atomically.
+                chunks=None, overwrite=False, compression_level=3, scheduler=None,
+                codec="lz4"):
+    """Write a volume or array as an OME-Zarr v0.5 image (Zarr v3, compressed), atomically.
 
     Parameters
     ----------
@@ -243,13 +244,19 @@ def save_volume(volume_or_array, path, *, spacing=None, origin=None, direction=N
     origin, direction : optional
         LPS geometry (see :class:`Volume`); default from the Volume, else zero and identity.
     chunks : tuple of int, optional
-        Chunk shape of the store; default: the Dask chunks, or ~8 MiB chunks for NumPy input.
+        Chunk shape of the store; default: slabs of whole planes of about 2 MiB (for Dask
+        input, aligned with its chunks: divisors of large blocks, whole small ones).
     overwrite : bool
         Replace an existing store (the old one is removed only after the new one is in place).
     compression_level : int
-        Zstandard level, 1 (fast) to 22 (small).
+        1 (fast) to 22 (small): Blosc's clevel (at most 9) for ``"lz4"``, the Zstandard
+        level for ``"zstd"``.
     scheduler : optional
         Dask scheduler for writing Dask input (default: the current default scheduler).
+    codec : {"lz4", "zstd"}
+        ``"lz4"``: Blosc LZ4 with byte shuffle (the default: as small as zstd on CT data,
+        several times faster; ``benchmarks/bench_out_of_core.py codecs``); ``"zstd"``:
+        Zstandard without shuffle.
 
     Returns
     -------
@@ -319,4 +326,4 @@ def save_volume(volume_or_array, path, *, spacing=None, origin=None, direction=N
     return write_ome_zarr(data, path, spacing=spacing, origin=origin, direction=direction,
                           modality=modality, source=source, chunks=chunks,
                           overwrite=overwrite, compression_level=int(compression_level),
-                          scheduler=scheduler)
+                          scheduler=scheduler, codec=codec)

@@ -19,7 +19,15 @@ _UNIT_TO_MM = {
 }
 #: Our own group attribute keeping the LPS geometry OME-NGFF cannot express (rotation).
 _GEOMETRY_KEY = "medimg_fast"
-_TARGET_CHUNK_BYTES = 8 * 2**20
+#: Bytes of one store chunk the writer aims at.  Chunks are slabs (whole planes where a
+#: plane fits), so a filter's halo along z costs a few planes of the neighbouring chunks.
+_STORE_CHUNK_BYTES = 2 * 2**20
+#: A Dask block read from a store is about 1/64 of the memory budget (32 MiB by default).
+_BLOCK_FRACTION = 64
+#: Store codecs by name.  Measured (``python benchmarks/bench_out_of_core.py codecs``, CT-like
+#: int16 HU and float32 filter responses): Blosc LZ4 with byte shuffle compresses as well as
+#: zstd level 3 (int16) or better (float32) while writing 3-6x and reading 1.5-2.5x faster.
+CODECS = ("lz4", "zstd")
 
 
 def is_zarr_store(path) -> bool:
@@ -33,27 +41,38 @@ def _multiscales(attrs):
     return attrs.get("multiscales")
 
 
-def _dask_chunks(array, target=None):
-    """Dask chunks of about ``target`` bytes, each a whole multiple of the store's chunks.
+def slab_shape(shape, unit, itemsize: int, target: int) -> tuple[int, ...]:
+    """A block of whole ``unit`` chunks, about ``target`` bytes, cut along the outer axes.
 
-    A store chunk is decoded whole, so a Dask block must never split one; blocks of a few
-    store chunks (1 MiB chunks are common) cut the task count, and with it the graph
-    overhead of halo filters, several-fold.  The default target is 8 MiB, less under a
-    small memory budget (1/128 of it): a halo filter holds a block's neighbours whole.
+    As many unit layers along the first axis as fit in ``target`` with the other axes
+    whole; where one layer alone is larger, one layer, and the next axis is cut the same
+    way, and so on.  Slabs full in y and x need no halo along y and x, and a halo along z
+    costs a few planes (those of the store chunks it falls in).
     """
-    from dask.array.core import normalize_chunks
+    shape = tuple(int(n) for n in shape)
+    unit = tuple(max(1, min(int(u), n)) if n else 1 for u, n in zip(unit, shape))
+    block = [max(n, 1) for n in shape]
+    for ax in range(len(shape)):
+        rest = int(np.prod([block[b] for b in range(len(shape)) if b != ax]))
+        layer = max(itemsize * unit[ax] * rest, 1)
+        block[ax] = min(block[ax], max(1, target // layer) * unit[ax])
+        if layer <= target:
+            break  # the inner axes stay whole
+    return tuple(block)
 
+
+def _dask_chunks(array, target=None):
+    """Dask blocks for reading ``array``: slabs of whole store chunks (:func:`slab_shape`).
+
+    A store chunk is decoded whole, so a block never splits one.  The default target is
+    1/64 of the memory budget (32 MiB by default): halo filters read a block and a few
+    planes around it straight from the store (:func:`medimg_fast.chunking.map_with_halo`).
+    """
     from ..chunking import memory_budget
 
     if target is None:
-        target = max(min(_TARGET_CHUNK_BYTES, memory_budget() // 128), 1)
-    store = tuple(int(c) for c in array.chunks)
-    auto = normalize_chunks("auto", array.shape, limit=target, dtype=array.dtype,
-                            previous_chunks=store)
-    return tuple(
-        min(n, max(1, round(a[0] / s)) * s) if n else 1
-        for a, s, n in zip(auto, store, array.shape)
-    )
+        target = max(memory_budget() // _BLOCK_FRACTION, 1)
+    return slab_shape(array.shape, array.chunks, array.dtype.itemsize, target)
 
 
 def read_zarr(path, chunks=None) -> Volume:
@@ -109,10 +128,14 @@ def read_zarr(path, chunks=None) -> Volume:
                                   "3 (z, y, x) expected")
         order_names = {"z": 0, "y": 1, "x": 2}
         space.sort(key=lambda i: order_names.get(axis_names[i], i))
-        data = data.transpose(other + space)
+        # Only when needed: a transpose or slicing layer would hide the store from the
+        # filters' direct halo reads (chunking.sliceable_source).
+        if other + space != list(range(ndim)):
+            data = data.transpose(other + space)
         keep = [k for k, i in enumerate(other) if data.shape[k] != 1]
         index = tuple(slice(None) if k in keep else 0 for k in range(len(other)))
-        data = data[index]
+        if len(keep) != len(other):
+            data = data[index]
         if len(keep) > 1:
             raise VolumeReadError(f"{path}: OME-Zarr image with more than one non-spatial "
                                   f"axis of length > 1 ({axis_names}) is not supported")
@@ -131,10 +154,32 @@ def read_zarr(path, chunks=None) -> Volume:
                   modality=geometry.get("modality"), source=path, metadata=metadata)
 
 
-def _default_chunks(shape, itemsize):
-    # Cubic-ish chunks of about 8 MiB: small enough to stream, big enough to compress well.
-    edge = max(16, round((_TARGET_CHUNK_BYTES / itemsize) ** (1 / len(shape))))
-    return tuple(min(int(s), edge) for s in shape)
+def _default_chunks(shape, itemsize, blocks=None):
+    """Store chunks of about 2 MiB: slabs of whole planes (:func:`slab_shape`).
+
+    With Dask ``blocks``, along each axis where a block is at least a chunk, the chunk is
+    a divisor of the block (each block is whole chunks: written as it is computed, no
+    block split between two write steps); where blocks are thinner (small cubes), the
+    chunk is whole blocks, so the store keeps its slabs.
+    """
+    chunks = slab_shape(shape, (1,) * len(shape), itemsize, _STORE_CHUNK_BYTES)
+    if blocks is None:
+        return chunks
+    return tuple(c if b <= 0 else next(d for d in range(c, 0, -1) if b % d == 0) if b >= c
+                 else min(n, c // b * b)
+                 for c, b, n in zip(chunks, blocks, shape))
+
+
+def _compressor(codec: str, level: int):
+    """The Zarr v3 compressor named ``codec`` at ``level``: Blosc LZ4 with byte shuffle
+    (clevel ``min(level, 9)``; Blosc takes the item size from the dtype), or zstd."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if codec == "lz4":
+        return BloscCodec(cname="lz4", clevel=min(int(level), 9), shuffle="shuffle")
+    if codec == "zstd":
+        return ZstdCodec(level=int(level))
+    raise ValueError(f"`codec` must be one of {CODECS}, got {codec!r}")
 
 
 def _store_regions(chunks, itemsize, slab_bytes):
@@ -166,7 +211,7 @@ def _store_regions(chunks, itemsize, slab_bytes):
         )
 
 
-def _store_in_slabs(data, array, scheduler, slab_bytes):
+def _store_in_slabs(data, array, scheduler, slab_bytes, blocks=None):
     """Store a Dask array region by region (see :func:`_store_regions`).
 
     One ``da.store`` over the whole graph lets Dask load input chunks far ahead of the
@@ -174,16 +219,20 @@ def _store_in_slabs(data, array, scheduler, slab_bytes):
     peak memory grows with the volume.  Computing one region at a time culls the graph to
     that region and its halo, so the peak follows ``slab_bytes`` (a few times it, with the
     halo blocks and Dask's copies), whatever the volume size.
+
+    ``blocks``, the chunks ``data`` had before its rechunk to the store's (when every
+    block is whole store chunks), makes the regions whole such blocks, so no block is
+    computed for two regions.
     """
     import dask.array as da
 
-    for region in _store_regions(data.chunks, data.dtype.itemsize, slab_bytes):
+    for region in _store_regions(blocks or data.chunks, data.dtype.itemsize, slab_bytes):
         da.store(data[region], array, regions=region, lock=False, compute=True,
                  scheduler=scheduler)
 
 
 def write_ome_zarr(data, path, *, spacing, origin, direction, modality, source, chunks,
-                   overwrite, compression_level, scheduler=None):
+                   overwrite, compression_level, scheduler=None, codec="lz4"):
     """Write `data` as an OME-Zarr v0.5 image (Zarr v3) at `path`, atomically.
 
     The store is built in a hidden sibling folder and renamed into place, so the final path
@@ -191,8 +240,8 @@ def write_ome_zarr(data, path, *, spacing, origin, direction, modality, source, 
     """
     import dask.array as da
     import zarr
-    from zarr.codecs import ZstdCodec
 
+    compressor = _compressor(codec, compression_level)
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"`path` already exists: {str(path)!r} (pass overwrite=True)")
@@ -200,7 +249,8 @@ def write_ome_zarr(data, path, *, spacing, origin, direction, modality, source, 
 
     if isinstance(data, da.Array):
         if chunks is None:
-            chunks = tuple(c[0] for c in data.chunks)
+            chunks = _default_chunks(data.shape, data.dtype.itemsize,
+                                     tuple(c[0] for c in data.chunks))
     else:
         data = np.asarray(data)
         if chunks is None:
@@ -240,15 +290,22 @@ def write_ome_zarr(data, path, *, spacing, origin, direction, modality, source, 
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attrs)
         array = group.create_array(
             "0", shape=data.shape, dtype=data.dtype, chunks=chunks,
-            compressors=ZstdCodec(level=compression_level), fill_value=0,
+            compressors=compressor, fill_value=0,
+            # Every chunk is written whole once: skip zarr's all-fill-value test of each
+            # chunk (a full extra pass over the data, measured 1.3-1.8x slower writes).
+            config={"write_empty_chunks": True},
         )
         if isinstance(data, da.Array):
             # Chunks aligned with the store's so no two tasks write one chunk: no lock needed,
             # and each task holds one chunk at a time (memory bounded).
+            blocks = data.chunks
+            if not all(int(b) % c == 0 or int(b) == n
+                       for bc, c, n in zip(blocks, chunks, data.shape) for b in np.cumsum(bc)):
+                blocks = None
             data = data.rechunk(chunks)
             from ..chunking import write_step_bytes
 
-            _store_in_slabs(data, array, scheduler, write_step_bytes())
+            _store_in_slabs(data, array, scheduler, write_step_bytes(), blocks)
         else:
             array[...] = data
         if path.exists():
