@@ -2,7 +2,11 @@
 
 Each case records its voxel count in ``extra_info`` so ``benchmarks/report.py`` can turn
 the timings into megavoxels/s and ratios against the baselines measured in the same run.
-The memory-bandwidth ceiling (a large copy) is measured too.
+The memory-bandwidth ceiling (a large copy) and the compute ceiling (a float32 GEMM: its
+"Mvox/s" column reads as millions of multiply-adds per second; a Gaussian of ``taps`` taps
+per axis needs ``3 * taps`` per voxel) are measured in the same run.  For the ceilings
+beside each filter, with the spread over rounds, a load test and the scaling with size,
+see ``benchmarks/bench_ceilings.py``.
 
 Run: ``make bench`` (or ``pytest benchmarks/bench_filters.py --benchmark-only``).
 """
@@ -100,3 +104,17 @@ def test_memory_bandwidth_ceiling(benchmark, volume_f32):
     np.copyto(out, volume_f32)
     _record(benchmark, volume_f32, "copy", "numpy.copyto")
     benchmark.pedantic(np.copyto, args=(out, volume_f32), rounds=5, iterations=1)
+
+
+def test_compute_ceiling(benchmark):
+    """float32 GEMM of two 4096^2 matrices: the cores' multiply-add rate (BLAS, FMA)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((4096, 4096), dtype=np.float32)
+    b = rng.random((4096, 4096), dtype=np.float32)
+    np.dot(a, b)
+    benchmark.group = "filter:gemm"
+    # "voxels" = multiply-adds, so report.py's Mvox/s reads as M multiply-adds/s
+    benchmark.extra_info.update(voxels=4096 ** 3, filter="gemm (multiply-adds)",
+                                implementation="numpy.dot float32", shape=[4096, 4096],
+                                dtype="float32", cores=CORES)
+    benchmark.pedantic(np.dot, args=(a, b), rounds=3, iterations=1)

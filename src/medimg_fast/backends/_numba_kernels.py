@@ -39,7 +39,9 @@ import threading
 
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from .._shared.boundary import CONSTANT, extend_index
 
@@ -83,6 +85,35 @@ def _partition(total, per_thread=8):
     n_blocks = min(total, max(1, per_thread * numba.get_num_threads()))
     block = -(-total // n_blocks)
     return block, -(-total // block)
+
+
+@intrinsic
+def _take_block(typingctx, counter):
+    """Atomically increment ``counter[0]`` (an int64 array) and return its old value."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        one = ir.Constant(ir.IntType(64), 1)
+        return builder.atomic_rmw("add", ary.data, one, "monotonic")
+
+    return types.int64(counter), codegen
+
+
+def _work_queue(total, per_thread=8):
+    """Blocks of work handed out on demand: ``(block_size, n_blocks, n_workers, counter)``.
+
+    The kernels that take these run one ``prange`` iteration per worker thread; each
+    worker takes the next block from ``counter`` (an atomic increment) until none are
+    left.  numba's own schedules (``omp``, ``workqueue``) give every thread an equal
+    share up front, so when another process slows one core the whole launch waits for
+    that core's share; taking blocks on demand lets the other threads finish it.  Which
+    thread computes a block never changes how a voxel is computed.
+    """
+    block, n_blocks = _partition(total, per_thread)
+    n_workers = max(1, min(n_blocks, numba.get_num_threads()))
+    return block, n_blocks, n_workers, np.zeros(1, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -177,53 +208,61 @@ def _correlate_line(ext, out, w, symmetry):
 
 
 @numba.njit(parallel=True, cache=True)
-def _correlate1d_contiguous(src, out, w, symmetry, mode, cval, block, n_blocks):
+def _correlate1d_contiguous(src, out, w, symmetry, mode, cval, block, n_blocks, n_workers, counter):
     outer, n = src.shape
     taps = w.shape[0]
-    for b in prange(n_blocks):
+    for worker in prange(n_workers):
         ext = np.empty(n + taps - 1, dtype=src.dtype)
-        for o in range(b * block, min(outer, (b + 1) * block)):
-            _fill_extended(ext, src[o], taps // 2, mode, cval)
-            _correlate_line(ext, out[o], w, symmetry)
+        while True:
+            b = _take_block(counter)
+            if b >= n_blocks:
+                break
+            for o in range(b * block, min(outer, (b + 1) * block)):
+                _fill_extended(ext, src[o], taps // 2, mode, cval)
+                _correlate_line(ext, out[o], w, symmetry)
 
 
 @numba.njit(parallel=True, cache=True)
-def _correlate1d_strided(src, out, cval_row, w, symmetry, mode, xblock, n_xblocks):
+def _correlate1d_strided(src, out, cval_row, w, symmetry, mode, xblock, n_xblocks, n_workers, counter):
     outer, n, inner = src.shape
     taps = w.shape[0]
     c = taps // 2
-    for item in prange(outer * n_xblocks):
-        o = item // n_xblocks
-        x0 = (item - o * n_xblocks) * xblock
-        x1 = min(inner, x0 + xblock)
-        m = x1 - x0
-        for i in range(n):
-            orow = out[o, i, x0:x1]
-            if symmetry != 0:
-                a = _strided_row(src, cval_row, o, i, n, mode, x0, x1)
-                wc = w[c]
-                for x in range(m):
-                    orow[x] = a[x] * wc
-                for j in range(c, 0, -1):
-                    a = _strided_row(src, cval_row, o, i - j, n, mode, x0, x1)
-                    bb = _strided_row(src, cval_row, o, i + j, n, mode, x0, x1)
-                    wj = w[c - j]
-                    if symmetry > 0:
-                        for x in range(m):
-                            orow[x] += (a[x] + bb[x]) * wj
-                    else:
-                        for x in range(m):
-                            orow[x] += (a[x] - bb[x]) * wj
-            else:
-                a = _strided_row(src, cval_row, o, i + taps - 1 - c, n, mode, x0, x1)
-                wl = w[taps - 1]
-                for x in range(m):
-                    orow[x] = a[x] * wl
-                for k in range(taps - 1):
-                    a = _strided_row(src, cval_row, o, i + k - c, n, mode, x0, x1)
-                    wk = w[k]
+    for worker in prange(n_workers):
+        while True:
+            item = _take_block(counter)
+            if item >= outer * n_xblocks:
+                break
+            o = item // n_xblocks
+            x0 = (item - o * n_xblocks) * xblock
+            x1 = min(inner, x0 + xblock)
+            m = x1 - x0
+            for i in range(n):
+                orow = out[o, i, x0:x1]
+                if symmetry != 0:
+                    a = _strided_row(src, cval_row, o, i, n, mode, x0, x1)
+                    wc = w[c]
                     for x in range(m):
-                        orow[x] += a[x] * wk
+                        orow[x] = a[x] * wc
+                    for j in range(c, 0, -1):
+                        a = _strided_row(src, cval_row, o, i - j, n, mode, x0, x1)
+                        bb = _strided_row(src, cval_row, o, i + j, n, mode, x0, x1)
+                        wj = w[c - j]
+                        if symmetry > 0:
+                            for x in range(m):
+                                orow[x] += (a[x] + bb[x]) * wj
+                        else:
+                            for x in range(m):
+                                orow[x] += (a[x] - bb[x]) * wj
+                else:
+                    a = _strided_row(src, cval_row, o, i + taps - 1 - c, n, mode, x0, x1)
+                    wl = w[taps - 1]
+                    for x in range(m):
+                        orow[x] = a[x] * wl
+                    for k in range(taps - 1):
+                        a = _strided_row(src, cval_row, o, i + k - c, n, mode, x0, x1)
+                        wk = w[k]
+                        for x in range(m):
+                            orow[x] += a[x] * wk
 
 
 def _symmetry(weights):
@@ -308,14 +347,15 @@ def correlate1d(image, weights, axis, mode_code, cval):
     w = w64.astype(image.dtype)
     symmetry = _symmetry(w64)
     if inner == 1:
-        block, n_blocks = _partition(outer)
+        block, n_blocks, n_workers, counter = _work_queue(outer)
         _launch(_correlate1d_contiguous, view.reshape(outer, n), out.reshape(outer, n), w,
-                symmetry, int(mode_code), dtype(cval), block, n_blocks)
+                symmetry, int(mode_code), dtype(cval), block, n_blocks, n_workers, counter)
     else:
         xblock, n_xblocks = _strided_blocks(outer, inner)
         cval_row = np.full((1, 1, inner), cval, dtype=image.dtype)
+        _, _, n_workers, counter = _work_queue(outer * n_xblocks)
         _launch(_correlate1d_strided, view, out.reshape(view.shape), cval_row, w, symmetry,
-                int(mode_code), xblock, n_xblocks)
+                int(mode_code), xblock, n_xblocks, n_workers, counter)
     return out
 
 
@@ -323,11 +363,13 @@ def correlate1d(image, weights, axis, mode_code, cval):
 # correlate_separable: 1-D passes along ascending axes, fused into one sweep
 # --------------------------------------------------------------------------------------
 # A run of passes along ascending axes of the (z, y, x) view runs as one sweep through
-# memory.  A work item is one z-plane (or a band of its rows when there are too few
+# memory.  A work item is one z-plane (or a block of its rows when there are too few
 # planes to share out): the z-pass of the rows the item needs goes into a per-thread
 # plane buffer (L2), then bands of output rows get the y-pass and the x-pass in L1-sized
 # buffers and go straight to the output.  The volume is read about once (the 2r+1 input
 # planes of neighbouring z stay in L3) and written once, instead of once per pass.
+# Where the 2r+1 input planes do not fit in L2 together, items are blocks of rows taken
+# z-fastest (see :func:`_l2_yblock`), so that the z-pass reads its window from L2.
 #
 # Every pass works on "bands": runs of whole rows, flattened, so that each tap's input
 # is one contiguous slice.  An array view costs numba about 50 cycles here (reference
@@ -343,47 +385,220 @@ def correlate1d(image, weights, axis, mode_code, cval):
 #: Voxels per band: the band's accumulator (16 KB in float32) stays in L1.
 _BAND_VOXELS = 4096
 
+_SWEEP_BLOCKS_PER_THREAD = 16
+
 
 @numba.njit(cache=True)
-def _start_pair(dst, centre, wc, a, b, w, symmetry):
+def _pair_group(dst, flat, cval_flat, offsets, w, j, count, symmetry, start):
+    """Add the pairs ``j, j - 1, ..., j - count + 1`` (``1 <= count <= 4``) of a symmetric
+    or antisymmetric kernel to ``dst``, in that order; ``start``: ``dst`` starts from the
+    centre tap instead of its own value.
+
+    Up to four taps per sweep over ``dst`` keep the running sum in a register: one load
+    and store of ``dst`` per four pairs instead of per pair.  The sum of each voxel is
+    the same expression, evaluated in the same order, as one pair at a time."""
     n = dst.shape[0]
-    if symmetry > 0:
+    c = w.shape[0] // 2
+    # unused slots repeat pair j (any valid view; their loops never read them)
+    j1 = j - 1 if count > 1 else j
+    j2 = j - 2 if count > 2 else j
+    j3 = j - 3 if count > 3 else j
+    a0 = _tap_input(flat, cval_flat, offsets[c - j], n)
+    b0 = _tap_input(flat, cval_flat, offsets[c + j], n)
+    a1 = _tap_input(flat, cval_flat, offsets[c - j1], n)
+    b1 = _tap_input(flat, cval_flat, offsets[c + j1], n)
+    a2 = _tap_input(flat, cval_flat, offsets[c - j2], n)
+    b2 = _tap_input(flat, cval_flat, offsets[c + j2], n)
+    a3 = _tap_input(flat, cval_flat, offsets[c - j3], n)
+    b3 = _tap_input(flat, cval_flat, offsets[c + j3], n)
+    w0 = w[c - j]
+    w1 = w[c - j1]
+    w2 = w[c - j2]
+    w3 = w[c - j3]
+    if start:
+        centre = _tap_input(flat, cval_flat, offsets[c], n)
+        wc = w[c]
+        if symmetry > 0:
+            if count == 4:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] + b0[x]) * w0
+                    s += (a1[x] + b1[x]) * w1
+                    s += (a2[x] + b2[x]) * w2
+                    s += (a3[x] + b3[x]) * w3
+                    dst[x] = s
+            elif count == 3:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] + b0[x]) * w0
+                    s += (a1[x] + b1[x]) * w1
+                    s += (a2[x] + b2[x]) * w2
+                    dst[x] = s
+            elif count == 2:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] + b0[x]) * w0
+                    s += (a1[x] + b1[x]) * w1
+                    dst[x] = s
+            else:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] + b0[x]) * w0
+                    dst[x] = s
+        else:
+            if count == 4:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] - b0[x]) * w0
+                    s += (a1[x] - b1[x]) * w1
+                    s += (a2[x] - b2[x]) * w2
+                    s += (a3[x] - b3[x]) * w3
+                    dst[x] = s
+            elif count == 3:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] - b0[x]) * w0
+                    s += (a1[x] - b1[x]) * w1
+                    s += (a2[x] - b2[x]) * w2
+                    dst[x] = s
+            elif count == 2:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] - b0[x]) * w0
+                    s += (a1[x] - b1[x]) * w1
+                    dst[x] = s
+            else:
+                for x in range(n):
+                    s = centre[x] * wc
+                    s += (a0[x] - b0[x]) * w0
+                    dst[x] = s
+    elif symmetry > 0:
+        if count == 4:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] + b0[x]) * w0
+                s += (a1[x] + b1[x]) * w1
+                s += (a2[x] + b2[x]) * w2
+                s += (a3[x] + b3[x]) * w3
+                dst[x] = s
+        elif count == 3:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] + b0[x]) * w0
+                s += (a1[x] + b1[x]) * w1
+                s += (a2[x] + b2[x]) * w2
+                dst[x] = s
+        elif count == 2:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] + b0[x]) * w0
+                s += (a1[x] + b1[x]) * w1
+                dst[x] = s
+        else:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] + b0[x]) * w0
+                dst[x] = s
+    else:
+        if count == 4:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] - b0[x]) * w0
+                s += (a1[x] - b1[x]) * w1
+                s += (a2[x] - b2[x]) * w2
+                s += (a3[x] - b3[x]) * w3
+                dst[x] = s
+        elif count == 3:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] - b0[x]) * w0
+                s += (a1[x] - b1[x]) * w1
+                s += (a2[x] - b2[x]) * w2
+                dst[x] = s
+        elif count == 2:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] - b0[x]) * w0
+                s += (a1[x] - b1[x]) * w1
+                dst[x] = s
+        else:
+            for x in range(n):
+                s = dst[x]
+                s += (a0[x] - b0[x]) * w0
+                dst[x] = s
+
+
+
+@numba.njit(cache=True)
+def _tap_group(dst, flat, cval_flat, offsets, w, k, count, start):
+    """Add the taps ``k .. k + count - 1`` (``1 <= count <= 4``) of a general kernel to
+    ``dst``, in that order; ``start``: ``dst`` starts from the last tap.  Grouped for the
+    reason given in :func:`_pair_group`."""
+    n = dst.shape[0]
+    k1 = k + 1 if count > 1 else k
+    k2 = k + 2 if count > 2 else k
+    k3 = k + 3 if count > 3 else k
+    a0 = _tap_input(flat, cval_flat, offsets[k], n)
+    a1 = _tap_input(flat, cval_flat, offsets[k1], n)
+    a2 = _tap_input(flat, cval_flat, offsets[k2], n)
+    a3 = _tap_input(flat, cval_flat, offsets[k3], n)
+    w0 = w[k]
+    w1 = w[k1]
+    w2 = w[k2]
+    w3 = w[k3]
+    if start:
+        last = _tap_input(flat, cval_flat, offsets[w.shape[0] - 1], n)
+        wl = w[w.shape[0] - 1]
+        if count == 4:
+            for x in range(n):
+                s = last[x] * wl
+                s += a0[x] * w0
+                s += a1[x] * w1
+                s += a2[x] * w2
+                s += a3[x] * w3
+                dst[x] = s
+        elif count == 3:
+            for x in range(n):
+                s = last[x] * wl
+                s += a0[x] * w0
+                s += a1[x] * w1
+                s += a2[x] * w2
+                dst[x] = s
+        elif count == 2:
+            for x in range(n):
+                s = last[x] * wl
+                s += a0[x] * w0
+                s += a1[x] * w1
+                dst[x] = s
+        else:
+            for x in range(n):
+                s = last[x] * wl
+                s += a0[x] * w0
+                dst[x] = s
+    elif count == 4:
         for x in range(n):
-            s = centre[x] * wc
-            s += (a[x] + b[x]) * w
+            s = dst[x]
+            s += a0[x] * w0
+            s += a1[x] * w1
+            s += a2[x] * w2
+            s += a3[x] * w3
+            dst[x] = s
+    elif count == 3:
+        for x in range(n):
+            s = dst[x]
+            s += a0[x] * w0
+            s += a1[x] * w1
+            s += a2[x] * w2
+            dst[x] = s
+    elif count == 2:
+        for x in range(n):
+            s = dst[x]
+            s += a0[x] * w0
+            s += a1[x] * w1
             dst[x] = s
     else:
         for x in range(n):
-            s = centre[x] * wc
-            s += (a[x] - b[x]) * w
-            dst[x] = s
-
-
-@numba.njit(cache=True)
-def _continue_pair(dst, a, b, w, symmetry):
-    n = dst.shape[0]
-    if symmetry > 0:
-        for x in range(n):
-            dst[x] += (a[x] + b[x]) * w
-    else:
-        for x in range(n):
-            dst[x] += (a[x] - b[x]) * w
-
-
-@numba.njit(cache=True)
-def _start_tap(dst, last, wl, a, w):
-    n = dst.shape[0]
-    for x in range(n):
-        s = last[x] * wl
-        s += a[x] * w
-        dst[x] = s
-
-
-@numba.njit(cache=True)
-def _continue_tap(dst, a, w):
-    n = dst.shape[0]
-    for x in range(n):
-        dst[x] += a[x] * w
+            dst[x] += a0[x] * w0
 
 
 @numba.njit(cache=True)
@@ -402,35 +617,50 @@ def _correlate_band(dst, flat, cval_flat, offsets, w, symmetry):
     taps = w.shape[0]
     c = taps // 2
     if symmetry != 0:
-        centre = _tap_input(flat, cval_flat, offsets[c], n)
         if c == 0:
+            centre = _tap_input(flat, cval_flat, offsets[0], n)
             wc = w[0]
             for x in range(n):
                 dst[x] = centre[x] * wc
             return
-        _start_pair(dst, centre, w[c], _tap_input(flat, cval_flat, offsets[0], n),
-                    _tap_input(flat, cval_flat, offsets[2 * c], n), w[0], symmetry)
-        for j in range(c - 1, 0, -1):
-            _continue_pair(dst, _tap_input(flat, cval_flat, offsets[c - j], n),
-                           _tap_input(flat, cval_flat, offsets[c + j], n), w[c - j],
-                           symmetry)
+        j = c
+        while j >= 1:
+            count = min(4, j)
+            _pair_group(dst, flat, cval_flat, offsets, w, j, count, symmetry, j == c)
+            j -= count
     else:
         # one tap counts as symmetric, so taps >= 2 here
-        _start_tap(dst, _tap_input(flat, cval_flat, offsets[taps - 1], n), w[taps - 1],
-                   _tap_input(flat, cval_flat, offsets[0], n), w[0])
-        for k in range(1, taps - 1):
-            _continue_tap(dst, _tap_input(flat, cval_flat, offsets[k], n), w[k])
+        k = 0
+        while k < taps - 1:
+            count = min(4, taps - 1 - k)
+            _tap_group(dst, flat, cval_flat, offsets, w, k, count, k == 0)
+            k += count
 
 
 @numba.njit(cache=True)
-def _extend_in_place(ext, before, n, mode, cval):
-    """Extend the line held in ``ext[before:before + n]`` over the rest of ``ext``."""
+def _extension_map(before, n, after, mode):
+    """Source index of each extended position outside a line of ``n``: the ``before``
+    positions ahead of it, then the ``after`` behind it (-1 for cval)."""
+    sources = np.empty(before + after, dtype=np.int64)
     for p in range(before):
-        k = _extend(p - before, n, mode)
+        sources[p] = _extend(p - before, n, mode)
+    for p in range(after):
+        sources[before + p] = _extend(n + p, n, mode)
+    return sources
+
+
+@numba.njit(cache=True)
+def _extend_by_map(ext, before, n, sources, cval):
+    """Extend the line held in ``ext[before:before + n]`` over the rest of ``ext`` from
+    the source indices of :func:`_extension_map`, computed once per launch: the x-pass
+    extends every row the same way, and the modulo arithmetic of the reflect, mirror and
+    wrap rules, per row and position, would cost about as much as copying the row."""
+    for p in range(before):
+        k = sources[p]
         ext[p] = ext[before + k] if k >= 0 else cval
-    for p in range(before + n, ext.shape[0]):
-        k = _extend(p - before, n, mode)
-        ext[p] = ext[before + k] if k >= 0 else cval
+    for p in range(sources.shape[0] - before):
+        k = sources[before + p]
+        ext[before + n + p] = ext[before + k] if k >= 0 else cval
 
 
 @numba.njit(cache=True)
@@ -445,7 +675,7 @@ def _z_pass_rows(dst, src_flat, cval_flat, offsets, z, k0, k1, nz, ny, nx, wz, s
 
 @numba.njit(parallel=True, cache=True)
 def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode, cval,
-                     yblock, band, block, n_blocks):
+                     yblock, band, z_inner, block, n_blocks, n_workers, counter):
     # an empty weight array means "no pass along that axis"
     nz, ny, nx = src.shape
     has_z = wz.shape[0] > 0
@@ -465,89 +695,126 @@ def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode,
     src_flat = src.reshape(nz * ny * nx)
     out_flat = out.reshape(nz * ny * nx)
     n_taps = max(wz.shape[0], max(wy.shape[0], wx.shape[0]))
-    for b in prange(n_blocks):
+    for worker in prange(n_workers):
         plane = np.empty((yblock + cy + ry if local else ny) * nx if has_z else 0,
                          dtype=src.dtype)
         ybuf = np.empty(band * nx, dtype=src.dtype)
         ext = np.empty(band * m, dtype=src.dtype)
         xbuf = np.empty(band * m, dtype=src.dtype)
         offsets = np.empty(n_taps, dtype=np.int64)
-        for item in range(b * block, min(n_items, (b + 1) * block)):
-            z = item // n_yblocks
-            y0 = (item - z * n_yblocks) * yblock
-            y1 = min(ny, y0 + yblock)
-            lo = y0 - cy if local else 0
-            count = y1 - y0 + cy + ry if local else ny
-            if has_z:
-                # rows inside the image, in bands ...
-                ja = max(0, -lo)
-                jb = min(count, ny - lo)
-                for j0 in range(ja, jb, band):
-                    j1 = min(jb, j0 + band)
-                    _z_pass_rows(plane[j0 * nx:j1 * nx], src_flat, cval_flat, offsets, z,
-                                 lo + j0, lo + j1, nz, ny, nx, wz, sym_z, mode)
-                # ... then the local halo rows outside it, extended
-                for j in range(count):
-                    if ja <= j < jb:
-                        continue
-                    k = _extend(lo + j, ny, mode)
-                    row = plane[j * nx:(j + 1) * nx]
-                    if k < 0:
-                        row[:] = cval
-                    elif ja <= k - lo < jb:
-                        row[:] = plane[(k - lo) * nx:(k - lo + 1) * nx]
-                    else:
-                        _z_pass_rows(row, src_flat, cval_flat, offsets, z, k, k + 1, nz, ny,
-                                     nx, wz, sym_z, mode)
-                rows_flat = plane
-                base = 0
-            else:
-                rows_flat = src_flat
-                base = z * ny * nx
-            for ya in range(y0, y1, band):
-                yb = min(y1, ya + band)
-                nrows = yb - ya
-                if has_y:
-                    if has_x:
-                        ydst = ybuf[:nrows * nx]
-                    else:
-                        ydst = out_flat[(z * ny + ya) * nx:(z * ny + yb) * nx]
-                    if ya - cy - lo >= 0 and yb - 1 + ry - lo < count:
-                        for t in range(wy.shape[0]):
-                            offsets[t] = base + (ya + t - cy - lo) * nx
-                        _correlate_band(ydst, rows_flat, cval_flat, offsets, wy, sym_y)
-                    else:
-                        # near a face of a direct plane: extend row by row
-                        for y in range(ya, yb):
-                            for t in range(wy.shape[0]):
-                                k = _extend(y + t - cy, ny, mode)
-                                offsets[t] = base + (k - lo) * nx if k >= 0 else -1
-                            _correlate_band(ydst[(y - ya) * nx:(y - ya + 1) * nx], rows_flat,
-                                            cval_flat, offsets, wy, sym_y)
-                    xsrc = ybuf
-                    xbase = 0
+        x_sources = _extension_map(cx, nx, m - nx - cx, mode)
+        while True:
+            b = _take_block(counter)
+            if b >= n_blocks:
+                break
+            for item in range(b * block, min(n_items, (b + 1) * block)):
+                if z_inner:
+                    yb = item // nz
+                    z = item - yb * nz
                 else:
-                    xsrc = rows_flat
-                    xbase = base + (ya - lo) * nx
-                if has_x:
-                    for r in range(nrows):
-                        ext[r * m + cx:r * m + cx + nx] = xsrc[xbase + r * nx:
-                                                               xbase + (r + 1) * nx]
-                        _extend_in_place(ext[r * m:(r + 1) * m], cx, nx, mode, cval)
-                    for t in range(wx.shape[0]):
-                        offsets[t] = t
-                    length = (nrows - 1) * m + nx
-                    _correlate_band(xbuf[:length], ext, cval_flat, offsets, wx, sym_x)
-                    for r in range(nrows):
-                        o = (z * ny + ya + r) * nx
-                        out_flat[o:o + nx] = xbuf[r * m:r * m + nx]
+                    z = item // n_yblocks
+                    yb = item - z * n_yblocks
+                y0 = yb * yblock
+                y1 = min(ny, y0 + yblock)
+                lo = y0 - cy if local else 0
+                count = y1 - y0 + cy + ry if local else ny
+                if has_z:
+                    # rows inside the image, in bands ...
+                    ja = max(0, -lo)
+                    jb = min(count, ny - lo)
+                    for j0 in range(ja, jb, band):
+                        j1 = min(jb, j0 + band)
+                        _z_pass_rows(plane[j0 * nx:j1 * nx], src_flat, cval_flat, offsets, z,
+                                     lo + j0, lo + j1, nz, ny, nx, wz, sym_z, mode)
+                    # ... then the local halo rows outside it, extended
+                    for j in range(count):
+                        if ja <= j < jb:
+                            continue
+                        k = _extend(lo + j, ny, mode)
+                        row = plane[j * nx:(j + 1) * nx]
+                        if k < 0:
+                            row[:] = cval
+                        elif ja <= k - lo < jb:
+                            row[:] = plane[(k - lo) * nx:(k - lo + 1) * nx]
+                        else:
+                            _z_pass_rows(row, src_flat, cval_flat, offsets, z, k, k + 1, nz, ny,
+                                         nx, wz, sym_z, mode)
+                    rows_flat = plane
+                    base = 0
+                else:
+                    rows_flat = src_flat
+                    base = z * ny * nx
+                for ya in range(y0, y1, band):
+                    yb = min(y1, ya + band)
+                    nrows = yb - ya
+                    if has_y:
+                        if has_x:
+                            ydst = ybuf[:nrows * nx]
+                        else:
+                            ydst = out_flat[(z * ny + ya) * nx:(z * ny + yb) * nx]
+                        if ya - cy - lo >= 0 and yb - 1 + ry - lo < count:
+                            for t in range(wy.shape[0]):
+                                offsets[t] = base + (ya + t - cy - lo) * nx
+                            _correlate_band(ydst, rows_flat, cval_flat, offsets, wy, sym_y)
+                        else:
+                            # near a face of a direct plane: extend row by row
+                            for y in range(ya, yb):
+                                for t in range(wy.shape[0]):
+                                    k = _extend(y + t - cy, ny, mode)
+                                    offsets[t] = base + (k - lo) * nx if k >= 0 else -1
+                                _correlate_band(ydst[(y - ya) * nx:(y - ya + 1) * nx], rows_flat,
+                                                cval_flat, offsets, wy, sym_y)
+                        xsrc = ybuf
+                        xbase = 0
+                    else:
+                        xsrc = rows_flat
+                        xbase = base + (ya - lo) * nx
+                    if has_x:
+                        for r in range(nrows):
+                            ext[r * m + cx:r * m + cx + nx] = xsrc[xbase + r * nx:
+                                                                   xbase + (r + 1) * nx]
+                            _extend_by_map(ext[r * m:(r + 1) * m], cx, nx, x_sources, cval)
+                        for t in range(wx.shape[0]):
+                            offsets[t] = t
+                        length = (nrows - 1) * m + nx
+                        _correlate_band(xbuf[:length], ext, cval_flat, offsets, wx, sym_x)
+                        for r in range(nrows):
+                            o = (z * ny + ya + r) * nx
+                            out_flat[o:o + nx] = xbuf[r * m:r * m + nx]
 
 
-def _sweep(image, passes, mode_code, cval, yblock=None, band=None):
+#: Bytes of z-pass input (its 2r+1 planes' rows) that one worker keeps in its L2 cache.
+_L2_WINDOW_BYTES = 1 << 20
+
+
+def _l2_yblock(ny, nx, weights, itemsize):
+    """Rows per work item that keep the z-pass input window in L2, or 0 if not worth it.
+
+    A z-pass reads 2r+1 input planes per output plane.  When those planes do not fit in
+    L2 together, every output plane streams them again from L3 or memory; blocks of
+    ``yblock`` rows, taken for consecutive z by one worker, keep the window in L2 and
+    read each input row about once.  Each block recomputes the z-pass of its y halo,
+    so blocks shorter than twice the halo are not worth it.
+    """
+    kz = weights[0].size
+    if kz <= 1:
+        return 0
+    row_bytes = nx * itemsize * kz
+    halo = max(weights[1].size - 1, 0)
+    if ny * row_bytes <= _L2_WINDOW_BYTES:
+        return 0
+    rows = _L2_WINDOW_BYTES // row_bytes - halo
+    if rows < max(16, 2 * halo) or rows >= ny:
+        return 0
+    return int(rows)
+
+
+def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None):
     """One fused sweep for passes along strictly ascending axes of a 2-D or 3-D image.
 
-    ``yblock`` (rows per work item) and ``band`` (rows per band) only choose how the
-    work is cut, never a result; tests pass them to reach every code path.
+    ``yblock`` (rows per work item), ``band`` (rows per band) and ``z_inner`` (work
+    items ordered z fastest) only choose how the work is cut, never a result; tests pass
+    them to reach every code path.
     """
     view = image.reshape((1,) * (3 - image.ndim) + image.shape)
     nz, ny, nx = view.shape
@@ -562,6 +829,9 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None):
         threads = numba.get_num_threads()
         if nz >= 2 * threads:
             yblock = ny
+            yblock_l2 = _l2_yblock(ny, nx, weights, image.itemsize)
+            if yblock_l2 and z_inner is None:
+                yblock, z_inner = yblock_l2, True
         else:
             # too few planes to share out: split them into blocks of rows; with a
             # z-pass each block recomputes the z-pass of its y halo, so keep them tall
@@ -572,13 +842,14 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None):
     if band is None:
         band = max(1, _BAND_VOXELS // (nx + max(weights[2].size, 1) - 1))
     band = max(1, int(band))
+    z_inner = bool(z_inner) and yblock < ny
     n_items = nz * -(-ny // yblock)
-    block, n_blocks = _partition(n_items, per_thread=2)
+    block, n_blocks, n_workers, counter = _work_queue(n_items, _SWEEP_BLOCKS_PER_THREAD)
     out = np.empty_like(view)
     cval_flat = np.full(band * nx, cval, dtype=image.dtype)
     _launch(_separable_sweep, view, out, cval_flat, weights[0], symmetry[0], weights[1],
             symmetry[1], weights[2], symmetry[2], int(mode_code), image.dtype.type(cval),
-            yblock, band, block, n_blocks)
+            yblock, band, z_inner, block, n_blocks, n_workers, counter)
     return out.reshape(image.shape)
 
 
@@ -1167,97 +1438,105 @@ def _close_row_ends(row, mode, cval):
 
 
 @numba.njit(parallel=True, cache=True)
-def _gradient_magnitude_2d(img, out, s, use_y, use_x, mode, cval, block, n_blocks):
+def _gradient_magnitude_2d(img, out, s, use_y, use_x, mode, cval, block, n_blocks, n_workers, counter):
     ny, nx = img.shape
     zero = img.dtype.type(0)
-    for b in prange(n_blocks):
+    for worker in prange(n_workers):
         rows = np.empty((3, nx + 2), dtype=img.dtype)
         dy_row = np.empty(nx + 2, dtype=img.dtype)
-        for y in range(b * block, min(ny, (b + 1) * block)):
-            y_in0 = _extend(y - 1, ny, mode) >= 0
-            y_in2 = _extend(y + 1, ny, mode) >= 0
-            for iy in range(3):
-                yy = _extend(y + iy - 1, ny, mode)
-                if yy < 0:
-                    rows[iy, :] = cval
-                else:
-                    _fill_extended(rows[iy], img[yy], 1, mode, cval)
-            r0 = rows[0]
-            r1 = rows[1]
-            r2 = rows[2]
-            # d/dy first (rows outside are cval already), then smoothing along x
-            for p in range(nx + 2):
-                dy_row[p] = r2[p] - r0[p]
-            _close_row_ends(dy_row, mode, cval)
-            orow = out[y]
-            for x in range(nx):
-                gy = _smooth3(dy_row[x], dy_row[x + 1], dy_row[x + 2], s)
-                gx = _smooth3(_pick(y_in0, r0[x + 2] - r0[x], cval), r1[x + 2] - r1[x],
-                              _pick(y_in2, r2[x + 2] - r2[x], cval), s)
-                acc = zero
-                if use_y:
-                    acc += gy * gy
-                if use_x:
-                    acc += gx * gx
-                orow[x] = np.sqrt(acc)
+        while True:
+            b = _take_block(counter)
+            if b >= n_blocks:
+                break
+            for y in range(b * block, min(ny, (b + 1) * block)):
+                y_in0 = _extend(y - 1, ny, mode) >= 0
+                y_in2 = _extend(y + 1, ny, mode) >= 0
+                for iy in range(3):
+                    yy = _extend(y + iy - 1, ny, mode)
+                    if yy < 0:
+                        rows[iy, :] = cval
+                    else:
+                        _fill_extended(rows[iy], img[yy], 1, mode, cval)
+                r0 = rows[0]
+                r1 = rows[1]
+                r2 = rows[2]
+                # d/dy first (rows outside are cval already), then smoothing along x
+                for p in range(nx + 2):
+                    dy_row[p] = r2[p] - r0[p]
+                _close_row_ends(dy_row, mode, cval)
+                orow = out[y]
+                for x in range(nx):
+                    gy = _smooth3(dy_row[x], dy_row[x + 1], dy_row[x + 2], s)
+                    gx = _smooth3(_pick(y_in0, r0[x + 2] - r0[x], cval), r1[x + 2] - r1[x],
+                                  _pick(y_in2, r2[x + 2] - r2[x], cval), s)
+                    acc = zero
+                    if use_y:
+                        acc += gy * gy
+                    if use_x:
+                        acc += gx * gx
+                    orow[x] = np.sqrt(acc)
 
 
 @numba.njit(parallel=True, cache=True)
-def _gradient_magnitude_3d(img, out, s, use_z, use_y, use_x, mode, cval, block, n_blocks):
+def _gradient_magnitude_3d(img, out, s, use_z, use_y, use_x, mode, cval, block, n_blocks, n_workers, counter):
     nz, ny, nx = img.shape
     zero = img.dtype.type(0)
     used = np.ones(9, dtype=np.bool_)
-    for b in prange(n_blocks):
+    for worker in prange(n_workers):
         rows = np.empty((9, nx + 2), dtype=img.dtype)
         gy_part = np.empty(nx + 2, dtype=img.dtype)
         gz_part = np.empty(nx + 2, dtype=img.dtype)
-        for r in range(b * block, min(nz * ny, (b + 1) * block)):
-            z = r // ny
-            y = r - z * ny
-            z_in0 = _extend(z - 1, nz, mode) >= 0
-            z_in2 = _extend(z + 1, nz, mode) >= 0
-            y_in0 = _extend(y - 1, ny, mode) >= 0
-            y_in2 = _extend(y + 1, ny, mode) >= 0
-            _fill_window_rows(rows, img, z, y, 3, 3, 1, 1, 1, used, mode, cval)
-            r00 = rows[0]  # rows[iz * 3 + iy]
-            r01 = rows[1]
-            r02 = rows[2]
-            r10 = rows[3]
-            r11 = rows[4]
-            r12 = rows[5]
-            r20 = rows[6]
-            r21 = rows[7]
-            r22 = rows[8]
-            # d/dy then z-smoothing, and d/dz then y-smoothing, at every extended x;
-            # their x-smoothing comes last, in the loop below
-            for p in range(nx + 2):
-                gy_part[p] = _smooth3(_pick(z_in0, r02[p] - r00[p], cval), r12[p] - r10[p],
-                                      _pick(z_in2, r22[p] - r20[p], cval), s)
-                gz_part[p] = _smooth3(_pick(y_in0, r20[p] - r00[p], cval), r21[p] - r01[p],
-                                      _pick(y_in2, r22[p] - r02[p], cval), s)
-            _close_row_ends(gy_part, mode, cval)
-            _close_row_ends(gz_part, mode, cval)
-            orow = out[z, y]
-            for x in range(nx):
-                x2 = x + 2
-                # d/dx, then z-smoothing per window column iy, then y-smoothing
-                t0 = _smooth3(_pick(z_in0, r00[x2] - r00[x], cval), r10[x2] - r10[x],
-                              _pick(z_in2, r20[x2] - r20[x], cval), s)
-                t1 = _smooth3(_pick(z_in0, r01[x2] - r01[x], cval), r11[x2] - r11[x],
-                              _pick(z_in2, r21[x2] - r21[x], cval), s)
-                t2 = _smooth3(_pick(z_in0, r02[x2] - r02[x], cval), r12[x2] - r12[x],
-                              _pick(z_in2, r22[x2] - r22[x], cval), s)
-                gx = _smooth3(_pick(y_in0, t0, cval), t1, _pick(y_in2, t2, cval), s)
-                gy = _smooth3(gy_part[x], gy_part[x + 1], gy_part[x2], s)
-                gz = _smooth3(gz_part[x], gz_part[x + 1], gz_part[x2], s)
-                acc = zero
-                if use_z:
-                    acc += gz * gz
-                if use_y:
-                    acc += gy * gy
-                if use_x:
-                    acc += gx * gx
-                orow[x] = np.sqrt(acc)
+        while True:
+            b = _take_block(counter)
+            if b >= n_blocks:
+                break
+            for r in range(b * block, min(nz * ny, (b + 1) * block)):
+                z = r // ny
+                y = r - z * ny
+                z_in0 = _extend(z - 1, nz, mode) >= 0
+                z_in2 = _extend(z + 1, nz, mode) >= 0
+                y_in0 = _extend(y - 1, ny, mode) >= 0
+                y_in2 = _extend(y + 1, ny, mode) >= 0
+                _fill_window_rows(rows, img, z, y, 3, 3, 1, 1, 1, used, mode, cval)
+                r00 = rows[0]  # rows[iz * 3 + iy]
+                r01 = rows[1]
+                r02 = rows[2]
+                r10 = rows[3]
+                r11 = rows[4]
+                r12 = rows[5]
+                r20 = rows[6]
+                r21 = rows[7]
+                r22 = rows[8]
+                # d/dy then z-smoothing, and d/dz then y-smoothing, at every extended x;
+                # their x-smoothing comes last, in the loop below
+                for p in range(nx + 2):
+                    gy_part[p] = _smooth3(_pick(z_in0, r02[p] - r00[p], cval), r12[p] - r10[p],
+                                          _pick(z_in2, r22[p] - r20[p], cval), s)
+                    gz_part[p] = _smooth3(_pick(y_in0, r20[p] - r00[p], cval), r21[p] - r01[p],
+                                          _pick(y_in2, r22[p] - r02[p], cval), s)
+                _close_row_ends(gy_part, mode, cval)
+                _close_row_ends(gz_part, mode, cval)
+                orow = out[z, y]
+                for x in range(nx):
+                    x2 = x + 2
+                    # d/dx, then z-smoothing per window column iy, then y-smoothing
+                    t0 = _smooth3(_pick(z_in0, r00[x2] - r00[x], cval), r10[x2] - r10[x],
+                                  _pick(z_in2, r20[x2] - r20[x], cval), s)
+                    t1 = _smooth3(_pick(z_in0, r01[x2] - r01[x], cval), r11[x2] - r11[x],
+                                  _pick(z_in2, r21[x2] - r21[x], cval), s)
+                    t2 = _smooth3(_pick(z_in0, r02[x2] - r02[x], cval), r12[x2] - r12[x],
+                                  _pick(z_in2, r22[x2] - r22[x], cval), s)
+                    gx = _smooth3(_pick(y_in0, t0, cval), t1, _pick(y_in2, t2, cval), s)
+                    gy = _smooth3(gy_part[x], gy_part[x + 1], gy_part[x2], s)
+                    gz = _smooth3(gz_part[x], gz_part[x + 1], gz_part[x2], s)
+                    acc = zero
+                    if use_z:
+                        acc += gz * gz
+                    if use_y:
+                        acc += gy * gy
+                    if use_x:
+                        acc += gx * gx
+                    orow[x] = np.sqrt(acc)
 
 
 def gradient_magnitude(image, kind_code, axes, mode_code, cval):
@@ -1310,13 +1589,13 @@ def gradient_magnitude(image, kind_code, axes, mode_code, cval):
         else:
             out[:] = 0
     elif ndim == 2:
-        block, n_blocks = _partition(image.shape[0])
+        block, n_blocks, n_workers, counter = _work_queue(image.shape[0])
         _launch(_gradient_magnitude_2d, image, out, s, wanted[0], wanted[1], mode_code,
-                dtype(cval), block, n_blocks)
+                dtype(cval), block, n_blocks, n_workers, counter)
     else:
-        block, n_blocks = _partition(image.shape[0] * image.shape[1])
+        block, n_blocks, n_workers, counter = _work_queue(image.shape[0] * image.shape[1])
         _launch(_gradient_magnitude_3d, image, out, s, wanted[0], wanted[1], wanted[2],
-                mode_code, dtype(cval), block, n_blocks)
+                mode_code, dtype(cval), block, n_blocks, n_workers, counter)
     return out
 
 
