@@ -335,13 +335,15 @@ def _joined_counts(levels, settings, ng, distance_levels=None, *, block=None,
 
         if distance_levels is None:  # one labelling of the zones for both families
             counts.update(count_zone_families(levels, ng, dims, families=zone_fams))
+        elif "dzm" in fams:
+            # the levels on the morphological mask's box hold the same zones as
+            # ``levels`` (zero outside the intensity mask either way): one labelling,
+            # the edge distances measured in the morphological mask
+            counts.update(count_zone_families(distance_levels[0], ng, dims,
+                                              families=zone_fams,
+                                              distance_mask=distance_levels[1]))
         else:
-            if "szm" in fams:
-                counts.update(count_zone_families(levels, ng, dims, families=["szm"]))
-            if "dzm" in fams:
-                counts.update(count_zone_families(distance_levels[0], ng, dims,
-                                                  families=["dzm"],
-                                                  distance_mask=distance_levels[1]))
+            counts.update(count_zone_families(levels, ng, dims, families=["szm"]))
     return counts
 
 
@@ -384,8 +386,9 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
         dist = None
         if joined and distance_grid is not None:
             dist = _distance_levels(grid, distance_grid, disc, kernels)
-        tasks = [functools.partial(_additive_counts, kernels, levels, core, settings, ng,
-                                   volume, families=(f,)) for f in additive]
+        # the longest first (run lengths, then zones), so that two threads finish
+        # about together
+        tasks = []
         if "rlm" in joined:
             tasks.append(functools.partial(_joined_counts, levels, settings, ng, dist,
                                            families=("rlm",)))
@@ -393,6 +396,8 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
         if zones:
             tasks.append(functools.partial(_joined_counts, levels, settings, ng, dist,
                                            families=zones))
+        tasks += [functools.partial(_additive_counts, kernels, levels, core, settings, ng,
+                                    volume, families=(f,)) for f in additive]
         counts = _run_counting(tasks, parallel=kernels.name == "numba"
                                and grid.mask.size >= _PARALLEL_FAMILIES_MIN)
         parts = _TextureParts(hist, counts)
@@ -538,8 +543,11 @@ def _morphology(grid, int_grid, spacing, settings, kernels):
     spacing_arr = np.asarray(spacing, np.float64)
     # a fixed reference point near the volume's centre keeps the signed-volume terms small
     ref_mm = np.floor(np.asarray(grid.shape) / 2.0) * spacing_arr
-    # a Dask grid is not cropped to the ROI: its whole shape bounds the box
-    gather = autocorrelation_fits(mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
+    # a Dask grid is not cropped to the ROI: its whole shape bounds the box.  With a
+    # re-segmented intensity mask, intensity_morphology computes Moran's I and Geary's C
+    # over that mask: samples of the morphological mask would only be discarded
+    gather = int_grid is grid and autocorrelation_fits(
+        mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
     if _whole_compiled(grid, kernels):
         # one block: count cell configurations instead of building the mesh
         from ._morph_fast import max_diameter, morph_whole

@@ -194,7 +194,51 @@ def _zone_kernels():
         return (zone_z[:nzones].copy(), zone_level[:nzones].copy(),
                 zone_size[:nzones].copy(), zone_dist[:nzones].copy())
 
-    return edge_distance, zones
+    @numba.njit(cache=True, nogil=True)
+    def zones_padded(work, offsets, dist, plane):
+        """:func:`zones` on a flat level volume padded by one voxel of 0 on every side
+        (``work``, consumed: a visited voxel is set to 0), so that a neighbour is a flat
+        offset away without bounds tests; ``plane`` is the padded ``ny * nx``.  The same
+        zones in the same order, ``z`` in unpadded slices."""
+        n = work.size
+        with_distance = dist.size == n
+        stack = np.empty(n, np.int64)
+        zone_z = np.empty(n, np.int32)
+        zone_level = np.empty(n, np.int32)
+        zone_size = np.empty(n, np.int64)
+        zone_dist = np.zeros(n, np.int32)
+        nzones = 0
+        for v in range(n):
+            g = work[v]
+            if g == 0:
+                continue
+            work[v] = 0
+            stack[0] = v
+            top = 1
+            size = 0
+            dmin = 2**31 - 1
+            while top > 0:
+                top -= 1
+                u = stack[top]
+                size += 1
+                if with_distance and dist[u] < dmin:
+                    dmin = dist[u]
+                for k in range(offsets.shape[0]):
+                    w = u + offsets[k]
+                    if work[w] == g:
+                        work[w] = 0
+                        stack[top] = w
+                        top += 1
+            zone_z[nzones] = v // plane - 1
+            zone_level[nzones] = g
+            zone_size[nzones] = size
+            if with_distance:
+                zone_dist[nzones] = dmin
+            nzones += 1
+        return (zone_z[:nzones].copy(), zone_level[:nzones].copy(),
+                zone_size[:nzones].copy(), zone_dist[:nzones].copy())
+
+    return edge_distance, zones, zones_padded
 
 
 def _is_dask(x) -> bool:
@@ -202,13 +246,19 @@ def _is_dask(x) -> bool:
 
 
 def _zone_table(levels, planar: bool, with_distance: bool, distance_roi=None):
-    edge_distance, zones = _zone_kernels()
+    """``(z, level, size, distance)`` of every zone, in scan order of first voxels."""
+    edge_distance, _, zones_padded = _zone_kernels()
+    work = np.pad(np.asarray(levels, np.int32), 1)
     if with_distance:
         roi = levels if distance_roi is None else distance_roi
         dist = edge_distance(roi, _neighbour_offsets(planar, "face"))
+        dist = np.pad(dist.reshape(levels.shape), 1).ravel()
     else:
         dist = np.zeros(0, np.int32)
-    return zones(levels, _neighbour_offsets(planar, "full"), dist)
+    py, px = work.shape[1], work.shape[2]
+    steps = _neighbour_offsets(planar, "full")
+    offsets = (steps[:, 0] * py + steps[:, 1]) * px + steps[:, 2]
+    return zones_padded(work.ravel(), offsets, dist, py * px)
 
 
 def _zone_matrix(level, value, ng, weights=None) -> np.ndarray:
@@ -216,7 +266,7 @@ def _zone_matrix(level, value, ng, weights=None) -> np.ndarray:
     width = int(value.max())
     idx = (level.astype(np.int64) - 1) * width + (value.astype(np.int64) - 1)
     m = np.bincount(idx, weights=weights, minlength=ng * width)
-    return m.astype(np.int64).reshape(ng, width)
+    return m.astype(np.int64, copy=False).reshape(ng, width)
 
 
 def _by_unit(levels, ng, dims, build, with_distance: bool, distance_roi=None, *,

@@ -9,8 +9,9 @@ ROI voxel of highest intensity (the largest local mean among ties);
 ``loc_peak_glob`` the largest local mean over the ROI.
 
 The sphere is a stack of x-runs, one per (dz, dy) offset, so a local sum is a sum of row
-segments, each a difference of prefix sums along x: a compiled loop over the ROI voxels
-(about 60 rows each at CT spacings) over the ROI's bounding box plus the sphere's reach.
+segments, each a difference of prefix sums along x: a compiled loop over the ROI's image
+rows (each run added along the row's ROI span at once; about 60 runs at CT spacings) over
+the ROI's bounding box plus the sphere's reach.
 Prefix sums of integer intensities (HU) are exact; of other values, within float64
 rounding of the direct sum.
 """
@@ -67,25 +68,57 @@ def _local_means_kernel():
                     if roi[z, y, x]:
                         n += 1
         out = np.empty(n)
+        total = np.empty(nx)
+        count = np.empty(nx, np.int64)
         k = 0
+        # per image row, the sphere's runs are added along the row's ROI span at once
+        # (contiguous, vectorised loops); each voxel still sums its runs in the order of
+        # ``rows``, so the means are those of a voxel-by-voxel loop
         for z in range(nz):
             for y in range(ny):
+                x0 = -1
+                x1 = -1
                 for x in range(nx):
-                    if not roi[z, y, x]:
+                    if roi[z, y, x]:
+                        if x0 < 0:
+                            x0 = x
+                        x1 = x + 1
+                if x0 < 0:
+                    continue
+                total[x0:x1] = 0.0
+                count[x0:x1] = 0
+                for r in range(rows.shape[0]):
+                    zz = z + rows[r, 0]
+                    yy = y + rows[r, 1]
+                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
                         continue
-                    total = 0.0
-                    count = 0
-                    for r in range(rows.shape[0]):
-                        zz = z + rows[r, 0]
-                        yy = y + rows[r, 1]
-                        if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
-                            continue
-                        lo = max(x - rows[r, 2], 0)
-                        hi = min(x + rows[r, 2] + 1, nx)
-                        total += prefix[zz, yy, hi] - prefix[zz, yy, lo]
-                        count += hi - lo
-                    out[k] = total / count
-                    k += 1
+                    rx = rows[r, 2]
+                    line = prefix[zz, yy]
+                    # the run lies inside the image for x in [rx, nx - rx): no clipping
+                    a = min(max(x0, rx), x1)
+                    b = max(min(x1, nx - rx), a)
+                    for x in range(x0, a):
+                        lo = max(x - rx, 0)
+                        hi = min(x + rx + 1, nx)
+                        total[x] += line[hi] - line[lo]
+                        count[x] += hi - lo
+                    width = 2 * rx + 1
+                    shift = np.uint64(rx)
+                    for x in range(np.uint64(a), np.uint64(b)):
+                        # unsigned indices: no negative-index wrap test, so the loop
+                        # vectorises
+                        lo = x - shift
+                        total[x] += line[lo + np.uint64(width)] - line[lo]
+                        count[x] += width
+                    for x in range(b, x1):
+                        lo = max(x - rx, 0)
+                        hi = min(x + rx + 1, nx)
+                        total[x] += line[hi] - line[lo]
+                        count[x] += hi - lo
+                for x in range(x0, x1):
+                    if roi[z, y, x]:
+                        out[k] = total[x] / count[x]
+                        k += 1
         return out
 
     return local_means

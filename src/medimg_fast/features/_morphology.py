@@ -205,9 +205,10 @@ def _moran_geary(idx, values, spacing):
     ``sum_ij w_ij d_i d_j = sum_i d_i (K * D)_i`` and ``W = sum_i (K * M)_i`` (``D`` the
     deviations, ``M`` the ROI indicator, both zero outside), and ``sum_ij w_ij (d_i -
     d_j)^2 = 2 sum_i d_i^2 (K * M)_i - 2 sum_i d_i (K * D)_i``.  Computed by FFT on a grid
-    zero-padded to at least twice the box (linear, not circular, correlation), the cost
-    is O(B log B) in the box size B instead of O(N^2), exact to rounding (about 1e-15
-    relative).  Where the padded grid would exceed ``_AUTOCORR_FFT_MAX_GRID`` (a sparse
+    zero-padded to at least twice the box (linear, not circular, correlation), from the
+    spectra of ``D``, ``D**2`` and ``M`` by Parseval's theorem (see
+    :func:`_autocorr_sums_fft`), the cost is O(B log B) in the box size B instead of
+    O(N^2), exact to rounding (about 1e-15 relative).  Where the padded grid would exceed ``_AUTOCORR_FFT_MAX_GRID`` (a sparse
     ROI with a huge box) the pairs are summed directly.
     """
     idx = np.asarray(idx, np.int64)
@@ -219,7 +220,8 @@ def _moran_geary(idx, values, spacing):
     if n < 2 or ss == 0:
         return math.nan, math.nan
     box = idx.max(axis=0) - idx.min(axis=0) + 1
-    grid = tuple(_even_fast_len(int(2 * b - 1)) for b in box)
+    # offsets up to b - 1 either way: a grid of 2 (b - 1) has no wrap-around
+    grid = tuple(_even_fast_len(max(int(2 * b - 2), 2)) for b in box)
     if math.prod(grid) <= _AUTOCORR_FFT_MAX_GRID:
         moran, geary, w_sum = _autocorr_sums_fft(idx - idx.min(axis=0), dev, spacing, grid)
     else:
@@ -237,44 +239,70 @@ def _even_fast_len(n: int) -> int:
     return m
 
 
-def _kernel_spectrum(grid, spacing):
-    """The real FFT (``rfftn`` layout) of the 1/r kernel on an even ``grid``.
+def _kernel_spectrum_octant(grid, spacing):
+    """The real FFT of the 1/r kernel on an even ``grid``, on one octant of frequencies
+    (``L/2 + 1`` per axis; the rest mirrors it: ``X[k] = X[L - k]``).
 
     Index ``k`` of the kernel stands for the offset ``min(k, L - k)``, so the kernel is
     real and even along every axis: its DFT is real and equals the type-I DCT of one
-    octant (``L/2 + 1`` samples per axis), mirrored (``X[k] = X[L - k]``).  That is an
-    eighth of the work of transforming the whole grid, with the same values to rounding.
+    octant of the kernel, an eighth of the work of transforming the whole grid, with the
+    same values to rounding.
     """
     from scipy import fft
 
     half = [np.arange(n // 2 + 1) * s for n, s in zip(grid, spacing)]
     r2 = half[0][:, None, None] ** 2 + half[1][None, :, None] ** 2 + half[2][None, None, :] ** 2
     r2[0, 0, 0] = np.inf  # w_ii = 0
-    octant = fft.dctn(1.0 / np.sqrt(r2), type=1, workers=-1)
+    return fft.dctn(1.0 / np.sqrt(r2), type=1, workers=-1)
+
+
+def _pair_weights(grid, spacing):
+    """``K^ / L`` on the ``rfftn`` half-spectrum of ``grid``, for the real and imaginary
+    part of every entry alike, ``(Lz * Ly, 2 * (Lx // 2 + 1))``.  The kernel spectrum is
+    mirrored from its octant (``X[k] = X[L - k]``); the entries ``1 .. L/2 - 1`` of the
+    half axis are doubled for their conjugates, which the half-spectrum leaves out."""
+    octant = _kernel_spectrum_octant(grid, spacing)
     mirror = [np.minimum(np.arange(n), n - np.arange(n)) for n in grid[:2]]
-    return octant[np.ix_(mirror[0], mirror[1], np.arange(grid[2] // 2 + 1))]
+    half = grid[2] // 2 + 1
+    full = octant[np.ix_(mirror[0], mirror[1], np.arange(half))]
+    full[..., 1:grid[2] // 2] *= 2.0
+    full *= 1.0 / math.prod(grid)
+    return np.repeat(full, 2, axis=-1).reshape(grid[0] * grid[1], 2 * half)
 
 
 def _autocorr_sums_fft(local_idx, dev, spacing, grid):
+    """The pair sums of :func:`_moran_geary` from forward transforms alone.
+
+    With ``x`` zero outside the box and the grid at least twice the box (no wrap-around),
+    ``sum_i x_i (K * y)_i = (1 / L) sum_k K^_k Re(conj(X^_k) Y^_k)`` (Parseval, ``L`` the
+    grid size, ``K^`` real): the three sums need the spectra of ``D``, ``D**2`` and ``M``,
+    no inverse transform.  Those spectra are taken one axis at a time, each axis
+    transformed only along the lines that hold data (the box, zero-padded), about half
+    the work of transforming the whole grid.  The weighted products are summed per
+    spectrum row, then across rows (pairwise), without threaded BLAS calls.
+    """
     from scipy import fft
 
-    # 1/r at every offset, zero-padded to a grid of at least twice the box: a linear (not
-    # circular) correlation
-    kernel_hat = _kernel_spectrum(grid, spacing)
+    weights = _pair_weights(grid, spacing)
+    box = tuple(int(b) for b in local_idx.max(axis=0) + 1)
+    fields = np.zeros((3,) + box)
     loc = tuple(local_idx.T)
+    fields[(0,) + loc] = dev
+    fields[(1,) + loc] = dev * dev
+    fields[(2,) + loc] = 1.0
+    spec = fft.rfft(fields, n=grid[2], axis=3, workers=-1)
+    spec = fft.fft(spec, n=grid[1], axis=2, workers=-1, overwrite_x=True)
+    spec = fft.fft(spec, n=grid[0], axis=1, workers=-1, overwrite_x=True)
+    # real and imaginary parts side by side: Re(conj(x) y) = x.re y.re + x.im y.im
+    d_hat, d2_hat, m_hat = np.ascontiguousarray(spec).view(np.float64).reshape(
+        (3,) + weights.shape)
 
-    def correlate(weights):
-        field = np.zeros(grid)
-        field[loc] = weights
-        spectrum = fft.rfftn(field, workers=-1)
-        spectrum *= kernel_hat
-        return fft.irfftn(spectrum, grid, workers=-1)[loc]
+    def pair_sum(x, y):
+        return float(np.einsum("ij,ij,ij->i", x, weights, y).sum())
 
-    kd = correlate(dev)  # (K * D) at the ROI voxels
-    km = correlate(1.0)  # (K * M): each voxel's sum of weights
-    moran = float(np.dot(dev, kd))
-    geary = 2.0 * float(np.dot(dev * dev, km)) - 2.0 * moran
-    return moran, geary, float(km.sum())
+    moran = pair_sum(d_hat, d_hat)
+    geary = 2.0 * pair_sum(d2_hat, m_hat) - 2.0 * moran
+    return moran, geary, pair_sum(m_hat, m_hat)
 
 
 def _autocorr_sums_pairwise(pos_mm, dev):
