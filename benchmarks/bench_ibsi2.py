@@ -4,9 +4,10 @@ version, MIRP and PyRadiomics, in one run.
 Cases: ``cube`` (a seeded float32 volume of ``MEDIMG_FAST_BENCH_EDGE``^3 voxels, 256 by
 default, 1 mm) and ``ct_phantom`` (the IBSI-1 CT phantom as stored, 204 x 201 x 60 voxels
 of 0.98 x 0.98 x 3 mm; skipped when absent).  Filters (boundary "mirror" except
-Simoncelli, periodic): mean 5^3, LoG sigma 1.5 mm, Laws E5L5S5 plain and energy (delta 7)
-rotation-invariant max over the 24 rotations, Gabor 2-D sigma 5 mm lambda 2 mm gamma 1.5
-over 16 orientations (mean), db2 LHL levels 1 and 2, Simoncelli level 1.
+Simoncelli, periodic): mean 5^3, LoG sigma 1.5 mm, Laws E5L5S5 plain and rotation-invariant
+over the 24 rotations (max or mean pooling, with or without the energy map, delta 7),
+Gabor 2-D sigma 5 mm lambda 2 mm gamma 1.5 over 16 orientations (mean), db2 LHL levels 1
+and 2, Simoncelli level 1.
 
 The SciPy baselines are what one writes without thinking about speed: ``ndi.correlate``
 with the full 3-D kernel (mean, Laws), ``ndi.gaussian_laplace``, ``ndi.convolve1d`` per
@@ -65,6 +66,10 @@ FILTERS = {
     "laws": (LAWS, "laws_3d_plain", None),
     "laws_rot24_energy": (dict(LAWS, energy=True, delta=7, rotation_invariant=True,
                                pooling="max"), "laws_3d", None),
+    "laws_rot24": (dict(LAWS, rotation_invariant=True, pooling="max"), None, None),
+    "laws_rot24_mean_energy": (dict(LAWS, energy=True, delta=7, rotation_invariant=True,
+                                    pooling="mean"), None, None),
+    "laws_rot24_mean": (dict(LAWS, rotation_invariant=True, pooling="mean"), None, None),
     "gabor_16": ({"name": "gabor", "sigma_mm": 5.0, "lambda_mm": 2.0, "gamma": 1.5,
                   "theta_deg": 0.0, "theta_step_deg": 22.5, "rotation_invariant": True,
                   "pooling": "mean", "response": "modulus", "mode": "mirror", "dims": "2D"},
@@ -106,15 +111,23 @@ def scipy_laws(x, spacing):
     return ndi.convolve(x, np.einsum("i,j,k->ijk", z, y, xk).astype(np.float32), mode="mirror")
 
 
-def scipy_laws_rot24(x, spacing):
-    base = [_laws_1d("S5"), _laws_1d("L5"), _laws_1d("E5")]
-    out = None
-    for perm, signs in _rotations3():
-        r = x
-        for axis in range(3):
-            r = ndi.convolve1d(r, base[perm[axis]][::signs[axis]], axis=axis, mode="mirror")
-        out = r if out is None else np.maximum(out, r)
-    return ndi.uniform_filter(np.abs(out), 15, mode="mirror")
+def _scipy_laws_rot24(pooling="max", energy=True):
+    def run(x, spacing):
+        base = [_laws_1d("S5"), _laws_1d("L5"), _laws_1d("E5")]
+        out = None
+        for perm, signs in _rotations3():
+            r = x
+            for axis in range(3):
+                r = ndi.convolve1d(r, base[perm[axis]][::signs[axis]], axis=axis,
+                                   mode="mirror")
+            out = r if out is None else np.maximum(out, r) if pooling == "max" else out + r
+        if pooling == "mean":
+            out /= 24
+        return ndi.uniform_filter(np.abs(out), 15, mode="mirror") if energy else out
+    return run
+
+
+scipy_laws_rot24 = _scipy_laws_rot24()
 
 
 def scipy_gabor(x, spacing):
@@ -157,7 +170,9 @@ def scipy_simoncelli(x, spacing):
 
 
 SCIPY = {"mean": scipy_mean, "log": scipy_log, "laws": scipy_laws,
-         "laws_rot24_energy": scipy_laws_rot24, "gabor_16": scipy_gabor,
+         "laws_rot24_energy": scipy_laws_rot24, "laws_rot24": _scipy_laws_rot24("max", False),
+         "laws_rot24_mean_energy": _scipy_laws_rot24("mean", True),
+         "laws_rot24_mean": _scipy_laws_rot24("mean", False), "gabor_16": scipy_gabor,
          "db2_l1": _scipy_wavelet(1), "db2_l2": _scipy_wavelet(2),
          "simoncelli": scipy_simoncelli}
 
@@ -226,7 +241,7 @@ def ours(spec, backend):
 
 
 def _rounds(name):
-    return 1 if name in ("gabor_16", "laws_rot24_energy") else 3
+    return 1 if name == "gabor_16" or name.startswith("laws_rot24") else 3
 
 
 # -- pytest-benchmark ----------------------------------------------------------------
