@@ -18,7 +18,7 @@ import inspect
 import numpy as np
 
 from .. import chunking
-from .._shared.boundary import normalize_mode
+from .._shared.boundary import extension_indices, normalize_mode
 from .._shared.utils import check_cval, check_image, supported_float_type
 from ..backends import resolve_backend
 
@@ -149,3 +149,33 @@ def scipy_output(func):
         wrapper.__doc__ = func.__doc__.replace("\n    Returns\n",
                                                "\n" + _OUTPUT_DOC + "\n    Returns\n", 1)
     return wrapper
+
+
+def extend_half(xp, block, axes, mode, cval):
+    """``block`` extended by ``n // 2`` voxels on both sides of each of ``axes`` by the
+    boundary ``mode`` (for the frequency-domain filters: their circular transform then
+    sees the mode's neighbours), and the slices of the original voxels."""
+    crop = [slice(None)] * block.ndim
+    for a in axes:
+        n = block.shape[a]
+        pad = n // 2
+        idx = extension_indices(n, pad, pad, mode)
+        ext = xp.take(block, xp.asarray(np.maximum(idx, 0)), axis=a)
+        if mode == "constant":
+            outside = xp.asarray((idx < 0).reshape([-1 if j == a else 1
+                                                    for j in range(block.ndim)]))
+            ext = xp.where(outside, xp.asarray(cval, dtype=block.dtype), ext)
+        block = ext
+        crop[a] = slice(pad, pad + n)
+    return block, tuple(crop)
+
+
+def apply_global(image, kind, axes, dtype, block_function):
+    """``block_function`` of the whole of ``axes``: NumPy/CuPy directly; a Dask array
+    rechunked to one chunk along ``axes`` and returned in its own chunks."""
+    if kind in ("numpy", "cupy"):
+        return block_function(image if kind == "cupy" else np.asarray(image))
+    whole = image.rechunk({a: -1 for a in axes})
+    meta = image._meta.astype(dtype)
+    result = whole.map_blocks(block_function, dtype=dtype, meta=meta)
+    return result.rechunk(image.chunks)

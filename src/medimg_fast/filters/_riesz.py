@@ -8,10 +8,9 @@ import numbers
 
 import numpy as np
 
-from .._shared.boundary import extension_indices
 from .._shared.utils import per_axis, supported_float_type
 from ..backends import resolve_backend
-from ._dispatch import array_kind, as_array, common_options
+from ._dispatch import apply_global, array_kind, as_array, common_options, extend_half
 from ._orientations import dims_axes
 
 
@@ -98,24 +97,6 @@ def steering_coefficients(frame, order):
                     grown[mk] = grown[mk] + term if mk in grown else term
             poly = grown
     return poly
-
-
-def _extend(xp, block, axes, mode, cval):
-    """``block`` extended by ``n // 2`` voxels on both sides of each of ``axes`` by the
-    boundary ``mode``, and the slices of the original voxels."""
-    crop = [slice(None)] * block.ndim
-    for a in axes:
-        n = block.shape[a]
-        pad = n // 2
-        idx = extension_indices(n, pad, pad, mode)
-        ext = xp.take(block, xp.asarray(np.maximum(idx, 0)), axis=a)
-        if mode == "constant":
-            outside = xp.asarray((idx < 0).reshape([-1 if j == a else 1
-                                                    for j in range(block.ndim)]))
-            ext = xp.where(outside, xp.asarray(cval, dtype=block.dtype), ext)
-        block = ext
-        crop[a] = slice(pad, pad + n)
-    return block, tuple(crop)
 
 
 def riesz_transform(image, order, *, spacing=None, tensor_sigma=None, mode="wrap", cval=0.0,
@@ -235,7 +216,7 @@ def riesz_transform(image, order, *, spacing=None, tensor_sigma=None, mode="wrap
         block = xp.asarray(block, dtype=dtype)
         crop = (slice(None),) * block.ndim
         if mode != "wrap":
-            block, crop = _extend(xp, block, axes, mode, cval)
+            block, crop = extend_half(xp, block, axes, mode, cval)
         shape = [block.shape[a] for a in axes]
         if xp is np:
             from scipy import fft
@@ -268,13 +249,7 @@ def riesz_transform(image, order, *, spacing=None, tensor_sigma=None, mode="wrap
             out = out.get()
         return out
 
-    if kind in ("numpy", "cupy"):
-        return block_function(image if kind == "cupy" else np.asarray(image))
-    # global filter: one chunk along the filtered axes
-    whole = image.rechunk({a: -1 for a in axes})
-    meta = image._meta.astype(dtype)
-    result = whole.map_blocks(block_function, dtype=dtype, meta=meta)
-    return result.rechunk(image.chunks)
+    return apply_global(image, kind, axes, dtype, block_function)
 
 
 def _aligned(xp, component, order, axes, spacing, tensor_sigma, mode, backend):

@@ -9,10 +9,9 @@ import threading
 
 import numpy as np
 
-from .._shared.boundary import extension_indices
 from .._shared.utils import supported_float_type
 from ..backends import resolve_backend
-from ._dispatch import apply_filter, array_kind, as_array, common_options
+from ._dispatch import apply_filter, apply_global, array_kind, as_array, common_options, extend_half
 from ._orientations import (
     Pool,
     check_flag,
@@ -287,19 +286,9 @@ def simoncelli_filter(image, level=1, *, mode="wrap", cval=0.0, dims="3D", backe
     def block_function(block):
         xp = engine.xp
         block = xp.asarray(block, dtype=dtype)
-        crop = [slice(None)] * block.ndim
+        crop = (slice(None),) * block.ndim
         if mode != "wrap":
-            for a in axes:
-                n = block.shape[a]
-                pad = n // 2
-                idx = extension_indices(n, pad, pad, mode)
-                ext = xp.take(block, xp.asarray(np.maximum(idx, 0)), axis=a)
-                if mode == "constant":
-                    outside = xp.asarray((idx < 0).reshape([-1 if j == a else 1
-                                                            for j in range(block.ndim)]))
-                    ext = xp.where(outside, cval, ext)
-                block = ext
-                crop[a] = slice(pad, pad + n)
+            block, crop = extend_half(xp, block, axes, mode, cval)
         shape = [block.shape[a] for a in axes]
         transfer = _cached_transfer(shape, level, dtype)
         half_shape = [1] * block.ndim
@@ -322,11 +311,5 @@ def simoncelli_filter(image, level=1, *, mode="wrap", cval=0.0, dims="3D", backe
             out = out.get()
         return out
 
-    if kind in ("numpy", "cupy"):
-        return block_function(image if kind == "cupy" else np.asarray(image))
-    # global filter: one chunk along the filtered axes
-    whole = image.rechunk({a: -1 for a in axes})
-    meta = image._meta.astype(dtype)
-    result = whole.map_blocks(block_function, dtype=dtype, meta=meta)
-    return result.rechunk(image.chunks)
+    return apply_global(image, kind, axes, dtype, block_function)
 
