@@ -138,68 +138,16 @@ def _zone_kernels():
         return dist
 
     @numba.njit(cache=True, nogil=True)
-    def zones(levels, steps, dist):
+    def zones_padded(work, offsets, dist, plane):
         """Connected zones of equal level: ``(z, level, size, distance)`` per zone.
 
-        Depth-first flood fill over ``steps`` from each unvisited ROI voxel in scan
-        order, so zones come out sorted by the z of their first voxel.  ``dist`` is the
-        flat edge distance map, or an empty array when distances are not needed (the
-        distance column is then 0).
-        """
-        nz, ny, nx = levels.shape
-        flat = levels.ravel()
-        n = flat.size
-        with_distance = dist.size == n
-        visited = np.zeros(n, np.bool_)
-        stack = np.empty(n, np.int64)
-        zone_z = np.empty(n, np.int32)
-        zone_level = np.empty(n, np.int32)
-        zone_size = np.empty(n, np.int64)
-        zone_dist = np.zeros(n, np.int32)
-        nzones = 0
-        for v in range(n):
-            g = flat[v]
-            if g == 0 or visited[v]:
-                continue
-            visited[v] = True
-            stack[0] = v
-            top = 1
-            size = 0
-            dmin = 2**31 - 1
-            while top > 0:
-                top -= 1
-                u = stack[top]
-                size += 1
-                if with_distance and dist[u] < dmin:
-                    dmin = dist[u]
-                z, r = divmod(u, ny * nx)
-                y, x = divmod(r, nx)
-                for k in range(steps.shape[0]):
-                    zz = z + steps[k, 0]
-                    yy = y + steps[k, 1]
-                    xx = x + steps[k, 2]
-                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
-                        continue
-                    w = (zz * ny + yy) * nx + xx
-                    if flat[w] == g and not visited[w]:
-                        visited[w] = True
-                        stack[top] = w
-                        top += 1
-            zone_z[nzones] = v // (ny * nx)
-            zone_level[nzones] = g
-            zone_size[nzones] = size
-            if with_distance:
-                zone_dist[nzones] = dmin
-            nzones += 1
-        return (zone_z[:nzones].copy(), zone_level[:nzones].copy(),
-                zone_size[:nzones].copy(), zone_dist[:nzones].copy())
-
-    @numba.njit(cache=True, nogil=True)
-    def zones_padded(work, offsets, dist, plane):
-        """:func:`zones` on a flat level volume padded by one voxel of 0 on every side
-        (``work``, consumed: a visited voxel is set to 0), so that a neighbour is a flat
-        offset away without bounds tests; ``plane`` is the padded ``ny * nx``.  The same
-        zones in the same order, ``z`` in unpadded slices."""
+        Depth-first flood fill over the neighbour ``offsets`` from each unvisited ROI
+        voxel in scan order, so zones come out sorted by the z (in unpadded slices) of
+        their first voxel.  ``work`` is the flat level volume padded by one voxel of 0 on
+        every side (consumed: a visited voxel is set to 0), so that a neighbour is a flat
+        offset away without bounds tests; ``plane`` is the padded ``ny * nx``.  ``dist``
+        is the padded flat edge distance map, or an empty array when distances are not
+        needed (the distance column is then 0)."""
         n = work.size
         with_distance = dist.size == n
         stack = np.empty(n, np.int64)
@@ -238,7 +186,7 @@ def _zone_kernels():
         return (zone_z[:nzones].copy(), zone_level[:nzones].copy(),
                 zone_size[:nzones].copy(), zone_dist[:nzones].copy())
 
-    return edge_distance, zones, zones_padded
+    return edge_distance, zones_padded
 
 
 def _is_dask(x) -> bool:
@@ -247,7 +195,7 @@ def _is_dask(x) -> bool:
 
 def _zone_table(levels, planar: bool, with_distance: bool, distance_roi=None):
     """``(z, level, size, distance)`` of every zone, in scan order of first voxels."""
-    edge_distance, _, zones_padded = _zone_kernels()
+    edge_distance, zones_padded = _zone_kernels()
     work = np.pad(np.asarray(levels, np.int32), 1)
     if with_distance:
         roi = levels if distance_roi is None else distance_roi
