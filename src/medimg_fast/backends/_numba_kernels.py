@@ -1407,6 +1407,18 @@ def _schedule_cached(count, rank):
 # its filtered value (the ``*_in`` flags; always true in the other modes, where padding
 # commutes with the passes).  Sums are written as scipy's correlate1d writes them:
 # derivative ``c - a``, smoothing ``s*b + (a + c)``.
+#
+# Rolling rows: a worker walks its block of output rows in order, and the window of row
+# y + 1 shares two of its three y columns with the window of row y.  Each window column yy
+# (the image rows (z - 1 .. z + 1, yy), extended along x) is therefore copied,
+# differenced along x and smoothed along z once, into a ring of three slots (slot
+# ``(yy + 1) % 3``); only the terms that mix columns are evaluated per output row.  Every
+# intermediate is the same expression of the same operands as in a full window
+# evaluation, so reusing it changes no bit of the result.  Where all ``*_in`` flags hold
+# (every mode but constant, and the inside of the image in constant mode) a loop without
+# the picks runs: ``_pick(True, v, cval)`` is ``v``, so that too changes no bit.  The
+# kernels index the 2-D/3-D buffers directly: a row view per output row costs numba
+# reference counting that is slower than the row's arithmetic.
 
 
 @numba.njit(cache=True)
@@ -1437,96 +1449,188 @@ def _close_row_ends(row, mode, cval):
         row[row.shape[0] - 1] = cval
 
 
+@numba.njit(cache=True)
+def _gm_source(i, n, mode):
+    """``_extend(i, n, mode)`` without the call for an index inside the axis."""
+    return i if 0 <= i < n else _extend(i, n, mode)
+
+
+@numba.njit(cache=True)
+def _gm_row_2d(rows, dx, img, yy, xl, xr, mode, cval):
+    """Window row ``yy`` of a 2-D image into ring slot ``k = (yy + 1) % 3``: ``rows[k]``
+    the image row extended along x (source columns ``xl``, ``xr`` at the ends; a row of
+    cval outside the image in constant mode), ``dx[k]`` its d/dx."""
+    ny, nx = img.shape
+    k = (yy + 1) % 3
+    src = _gm_source(yy, ny, mode)
+    if src < 0:
+        for p in range(nx + 2):
+            rows[k, p] = cval
+    else:
+        rows[k, 0] = img[src, xl] if xl >= 0 else cval
+        for x in range(nx):
+            rows[k, x + 1] = img[src, x]
+        rows[k, nx + 1] = img[src, xr] if xr >= 0 else cval
+    for x in range(nx):
+        dx[k, x] = rows[k, x + 2] - rows[k, x]
+
+
 @numba.njit(parallel=True, cache=True)
 def _gradient_magnitude_2d(img, out, s, use_y, use_x, mode, cval, block, n_blocks, n_workers, counter):
     ny, nx = img.shape
     zero = img.dtype.type(0)
+    xl = _extend(-1, nx, mode)
+    xr = _extend(nx, nx, mode)
     for worker in prange(n_workers):
-        rows = np.empty((3, nx + 2), dtype=img.dtype)
+        rows = np.empty((3, nx + 2), dtype=img.dtype)  # ring of extended rows
+        dx = np.empty((3, nx), dtype=img.dtype)  # their d/dx
         dy_row = np.empty(nx + 2, dtype=img.dtype)
         while True:
             b = _take_block(counter)
             if b >= n_blocks:
                 break
-            for y in range(b * block, min(ny, (b + 1) * block)):
-                y_in0 = _extend(y - 1, ny, mode) >= 0
-                y_in2 = _extend(y + 1, ny, mode) >= 0
-                for iy in range(3):
-                    yy = _extend(y + iy - 1, ny, mode)
-                    if yy < 0:
-                        rows[iy, :] = cval
-                    else:
-                        _fill_extended(rows[iy], img[yy], 1, mode, cval)
-                r0 = rows[0]
-                r1 = rows[1]
-                r2 = rows[2]
+            y0 = b * block
+            _gm_row_2d(rows, dx, img, y0 - 1, xl, xr, mode, cval)
+            _gm_row_2d(rows, dx, img, y0, xl, xr, mode, cval)
+            for y in range(y0, min(ny, (b + 1) * block)):
+                _gm_row_2d(rows, dx, img, y + 1, xl, xr, mode, cval)
+                y_in0 = _gm_source(y - 1, ny, mode) >= 0
+                y_in2 = _gm_source(y + 1, ny, mode) >= 0
+                k0 = y % 3  # slots of the rows y - 1, y, y + 1
+                k1 = (y + 1) % 3
+                k2 = (y + 2) % 3
                 # d/dy first (rows outside are cval already), then smoothing along x
                 for p in range(nx + 2):
-                    dy_row[p] = r2[p] - r0[p]
+                    dy_row[p] = rows[k2, p] - rows[k0, p]
                 _close_row_ends(dy_row, mode, cval)
-                orow = out[y]
+                if use_y and use_x and y_in0 and y_in2:
+                    for x in range(nx):
+                        gy = _smooth3(dy_row[x], dy_row[x + 1], dy_row[x + 2], s)
+                        gx = _smooth3(dx[k0, x], dx[k1, x], dx[k2, x], s)
+                        acc = zero + gy * gy
+                        acc = acc + gx * gx
+                        out[y, x] = np.sqrt(acc)
+                    continue
                 for x in range(nx):
                     gy = _smooth3(dy_row[x], dy_row[x + 1], dy_row[x + 2], s)
-                    gx = _smooth3(_pick(y_in0, r0[x + 2] - r0[x], cval), r1[x + 2] - r1[x],
-                                  _pick(y_in2, r2[x + 2] - r2[x], cval), s)
+                    gx = _smooth3(_pick(y_in0, dx[k0, x], cval), dx[k1, x],
+                                  _pick(y_in2, dx[k2, x], cval), s)
                     acc = zero
                     if use_y:
                         acc += gy * gy
                     if use_x:
                         acc += gx * gx
-                    orow[x] = np.sqrt(acc)
+                    out[y, x] = np.sqrt(acc)
+
+
+@numba.njit(cache=True, inline="always")
+def _gm_column_3d(rows, tx, dz, img, z_src, z_in0, z_in2, yy, xl, xr, s, mode, cval):
+    """Window column ``yy`` into ring slot ``k = (yy + 1) % 3``: ``rows[iz, k]`` the image
+    row ``(z_src[iz], yy)`` extended along x (source columns ``xl``, ``xr`` at the ends; a
+    row of cval outside the image in constant mode), ``tx[k]`` their d/dx smoothed along
+    z, ``dz[k]`` their d/dz."""
+    _, ny, nx = img.shape
+    k = (yy + 1) % 3
+    y_src = _gm_source(yy, ny, mode)
+    for iz in range(3):
+        zz = z_src[iz]
+        if zz < 0 or y_src < 0:
+            for p in range(nx + 2):
+                rows[iz, k, p] = cval
+        else:
+            rows[iz, k, 0] = img[zz, y_src, xl] if xl >= 0 else cval
+            for x in range(nx):
+                rows[iz, k, x + 1] = img[zz, y_src, x]
+            rows[iz, k, nx + 1] = img[zz, y_src, xr] if xr >= 0 else cval
+    if z_in0 and z_in2:
+        for x in range(nx):
+            x2 = x + 2
+            tx[k, x] = _smooth3(rows[0, k, x2] - rows[0, k, x], rows[1, k, x2] - rows[1, k, x],
+                                rows[2, k, x2] - rows[2, k, x], s)
+    else:
+        for x in range(nx):
+            x2 = x + 2
+            tx[k, x] = _smooth3(_pick(z_in0, rows[0, k, x2] - rows[0, k, x], cval),
+                                rows[1, k, x2] - rows[1, k, x],
+                                _pick(z_in2, rows[2, k, x2] - rows[2, k, x], cval), s)
+    for p in range(nx + 2):
+        dz[k, p] = rows[2, k, p] - rows[0, k, p]
 
 
 @numba.njit(parallel=True, cache=True)
 def _gradient_magnitude_3d(img, out, s, use_z, use_y, use_x, mode, cval, block, n_blocks, n_workers, counter):
     nz, ny, nx = img.shape
     zero = img.dtype.type(0)
-    used = np.ones(9, dtype=np.bool_)
+    xl = _extend(-1, nx, mode)
+    xr = _extend(nx, nx, mode)
+    use_all = use_z and use_y and use_x
     for worker in prange(n_workers):
-        rows = np.empty((9, nx + 2), dtype=img.dtype)
+        rows = np.empty((3, 3, nx + 2), dtype=img.dtype)  # [iz, slot]: extended rows
+        tx = np.empty((3, nx), dtype=img.dtype)  # [slot]: d/dx, then z-smoothing
+        dz = np.empty((3, nx + 2), dtype=img.dtype)  # [slot]: d/dz
         gy_part = np.empty(nx + 2, dtype=img.dtype)
         gz_part = np.empty(nx + 2, dtype=img.dtype)
+        z_src = np.empty(3, dtype=np.int64)
         while True:
             b = _take_block(counter)
             if b >= n_blocks:
                 break
+            ring_z = -1  # the ring holds the columns ring_y - 1 .. ring_y + 1 of plane ring_z
+            ring_y = -1
+            z_in0 = z_in2 = True
             for r in range(b * block, min(nz * ny, (b + 1) * block)):
                 z = r // ny
                 y = r - z * ny
-                z_in0 = _extend(z - 1, nz, mode) >= 0
-                z_in2 = _extend(z + 1, nz, mode) >= 0
-                y_in0 = _extend(y - 1, ny, mode) >= 0
-                y_in2 = _extend(y + 1, ny, mode) >= 0
-                _fill_window_rows(rows, img, z, y, 3, 3, 1, 1, 1, used, mode, cval)
-                r00 = rows[0]  # rows[iz * 3 + iy]
-                r01 = rows[1]
-                r02 = rows[2]
-                r10 = rows[3]
-                r11 = rows[4]
-                r12 = rows[5]
-                r20 = rows[6]
-                r21 = rows[7]
-                r22 = rows[8]
+                if z != ring_z:
+                    for iz in range(3):
+                        z_src[iz] = _gm_source(z + iz - 1, nz, mode)
+                    z_in0 = z_src[0] >= 0
+                    z_in2 = z_src[2] >= 0
+                if z != ring_z or y != ring_y + 1:
+                    _gm_column_3d(rows, tx, dz, img, z_src, z_in0, z_in2, y - 1, xl, xr, s, mode, cval)
+                    _gm_column_3d(rows, tx, dz, img, z_src, z_in0, z_in2, y, xl, xr, s, mode, cval)
+                _gm_column_3d(rows, tx, dz, img, z_src, z_in0, z_in2, y + 1, xl, xr, s, mode, cval)
+                ring_z = z
+                ring_y = y
+                y_in0 = _gm_source(y - 1, ny, mode) >= 0
+                y_in2 = _gm_source(y + 1, ny, mode) >= 0
+                k0 = y % 3  # slots of the columns y - 1, y, y + 1
+                k1 = (y + 1) % 3
+                k2 = (y + 2) % 3
+                inside = z_in0 and z_in2 and y_in0 and y_in2
                 # d/dy then z-smoothing, and d/dz then y-smoothing, at every extended x;
                 # their x-smoothing comes last, in the loop below
-                for p in range(nx + 2):
-                    gy_part[p] = _smooth3(_pick(z_in0, r02[p] - r00[p], cval), r12[p] - r10[p],
-                                          _pick(z_in2, r22[p] - r20[p], cval), s)
-                    gz_part[p] = _smooth3(_pick(y_in0, r20[p] - r00[p], cval), r21[p] - r01[p],
-                                          _pick(y_in2, r22[p] - r02[p], cval), s)
+                if inside:
+                    for p in range(nx + 2):
+                        gy_part[p] = _smooth3(rows[0, k2, p] - rows[0, k0, p],
+                                              rows[1, k2, p] - rows[1, k0, p],
+                                              rows[2, k2, p] - rows[2, k0, p], s)
+                        gz_part[p] = _smooth3(dz[k0, p], dz[k1, p], dz[k2, p], s)
+                else:
+                    for p in range(nx + 2):
+                        gy_part[p] = _smooth3(_pick(z_in0, rows[0, k2, p] - rows[0, k0, p], cval),
+                                              rows[1, k2, p] - rows[1, k0, p],
+                                              _pick(z_in2, rows[2, k2, p] - rows[2, k0, p], cval), s)
+                        gz_part[p] = _smooth3(_pick(y_in0, dz[k0, p], cval), dz[k1, p],
+                                              _pick(y_in2, dz[k2, p], cval), s)
                 _close_row_ends(gy_part, mode, cval)
                 _close_row_ends(gz_part, mode, cval)
-                orow = out[z, y]
+                # d/dx then z-smoothing per window column (tx), then y-smoothing
+                if use_all and y_in0 and y_in2:
+                    for x in range(nx):
+                        x2 = x + 2
+                        gx = _smooth3(tx[k0, x], tx[k1, x], tx[k2, x], s)
+                        gy = _smooth3(gy_part[x], gy_part[x + 1], gy_part[x2], s)
+                        gz = _smooth3(gz_part[x], gz_part[x + 1], gz_part[x2], s)
+                        acc = zero + gz * gz
+                        acc = acc + gy * gy
+                        acc = acc + gx * gx
+                        out[z, y, x] = np.sqrt(acc)
+                    continue
                 for x in range(nx):
                     x2 = x + 2
-                    # d/dx, then z-smoothing per window column iy, then y-smoothing
-                    t0 = _smooth3(_pick(z_in0, r00[x2] - r00[x], cval), r10[x2] - r10[x],
-                                  _pick(z_in2, r20[x2] - r20[x], cval), s)
-                    t1 = _smooth3(_pick(z_in0, r01[x2] - r01[x], cval), r11[x2] - r11[x],
-                                  _pick(z_in2, r21[x2] - r21[x], cval), s)
-                    t2 = _smooth3(_pick(z_in0, r02[x2] - r02[x], cval), r12[x2] - r12[x],
-                                  _pick(z_in2, r22[x2] - r22[x], cval), s)
-                    gx = _smooth3(_pick(y_in0, t0, cval), t1, _pick(y_in2, t2, cval), s)
+                    gx = _smooth3(_pick(y_in0, tx[k0, x], cval), tx[k1, x],
+                                  _pick(y_in2, tx[k2, x], cval), s)
                     gy = _smooth3(gy_part[x], gy_part[x + 1], gy_part[x2], s)
                     gz = _smooth3(gz_part[x], gz_part[x + 1], gz_part[x2], s)
                     acc = zero
@@ -1536,7 +1640,7 @@ def _gradient_magnitude_3d(img, out, s, use_z, use_y, use_x, mode, cval, block, 
                         acc += gy * gy
                     if use_x:
                         acc += gx * gx
-                    orow[x] = np.sqrt(acc)
+                    out[z, y, x] = np.sqrt(acc)
 
 
 def gradient_magnitude(image, kind_code, axes, mode_code, cval):
