@@ -31,10 +31,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from .._shared.boundary import CONSTANT, extend_index
-from ._numba_kernels import _launch, _partition
-
-_extend = numba.njit(cache=True)(extend_index)
+from .._shared.boundary import CONSTANT
+from ._numba_kernels import _extend, _launch, _partition
 
 #: x margin of the row buffers: the radius of the longest Laws kernel (5 taps)
 MARGIN = 2

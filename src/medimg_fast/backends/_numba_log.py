@@ -30,21 +30,10 @@ import numba
 import numpy as np
 from numba import prange
 
-from .._shared.boundary import extend_index
-from ._numba_kernels import parallel_launch_lock
-
-_extend = numba.njit(cache=True)(extend_index)
+from ._numba_kernels import _extend, _tap_input, parallel_launch_lock
 
 #: Voxels per band of rows: the band buffers of a thread stay in L1/L2.
 _BAND_VOXELS = 2048
-
-
-@numba.njit(cache=True)
-def _tap(flat, cval_flat, offset, n):
-    """``flat[offset:offset + n]``, or ``n`` values of the extension value if -1."""
-    if offset < 0:
-        return cval_flat[:n]
-    return flat[offset:offset + n]
 
 
 @numba.njit(cache=True)
@@ -53,7 +42,7 @@ def _z_pair(dst_a, dst_b, flat, cval_flat, offsets, w_a, w_b):
     symmetric kernels of one length, sharing the loads and the pair sums."""
     n = dst_a.shape[0]
     c = w_a.shape[0] // 2
-    centre = _tap(flat, cval_flat, offsets[c], n)
+    centre = _tap_input(flat, cval_flat, offsets[c], n)
     wa = w_a[c]
     wb = w_b[c]
     for x in range(n):
@@ -61,8 +50,8 @@ def _z_pair(dst_a, dst_b, flat, cval_flat, offsets, w_a, w_b):
         dst_a[x] = v * wa
         dst_b[x] = v * wb
     for j in range(1, c + 1):
-        lo = _tap(flat, cval_flat, offsets[c - j], n)
-        hi = _tap(flat, cval_flat, offsets[c + j], n)
+        lo = _tap_input(flat, cval_flat, offsets[c - j], n)
+        hi = _tap_input(flat, cval_flat, offsets[c + j], n)
         wa = w_a[c - j]
         wb = w_b[c - j]
         for x in range(n):
@@ -77,8 +66,8 @@ def _y_pair(smooth, mixed, a_flat, b_flat, cval_flat, offsets, w0, w2):
     plane buffers; -1: outside, the extension value)."""
     n = smooth.shape[0]
     c = w0.shape[0] // 2
-    a = _tap(a_flat, cval_flat, offsets[c], n)
-    b = _tap(b_flat, cval_flat, offsets[c], n)
+    a = _tap_input(a_flat, cval_flat, offsets[c], n)
+    b = _tap_input(b_flat, cval_flat, offsets[c], n)
     u0 = w0[c]
     u2 = w2[c]
     for x in range(n):
@@ -87,10 +76,10 @@ def _y_pair(smooth, mixed, a_flat, b_flat, cval_flat, offsets, w0, w2):
         s += b[x] * u0
         mixed[x] = s
     for j in range(1, c + 1):
-        a_lo = _tap(a_flat, cval_flat, offsets[c - j], n)
-        a_hi = _tap(a_flat, cval_flat, offsets[c + j], n)
-        b_lo = _tap(b_flat, cval_flat, offsets[c - j], n)
-        b_hi = _tap(b_flat, cval_flat, offsets[c + j], n)
+        a_lo = _tap_input(a_flat, cval_flat, offsets[c - j], n)
+        a_hi = _tap_input(a_flat, cval_flat, offsets[c + j], n)
+        b_lo = _tap_input(b_flat, cval_flat, offsets[c - j], n)
+        b_hi = _tap_input(b_flat, cval_flat, offsets[c + j], n)
         u0 = w0[c - j]
         u2 = w2[c - j]
         for x in range(n):
