@@ -133,6 +133,69 @@ def test_every_work_split_gives_the_same_bits(dtype, mode):
                 np.testing.assert_array_equal(got, expected)
 
 
+def dilated(w, step):
+    """``w`` with ``step - 1`` zeros between taps (an a trous wavelet level)."""
+    out = np.zeros((len(w) - 1) * step + 1)
+    out[::step] = w
+    return out
+
+
+# general kernels with zero taps: dilated ones, an even-length kernel made odd with a zero
+# first (the wavelet taps) or last tap, a zero last tap among others, a single non-zero tap
+ZERO_TAP_KERNELS = [
+    dilated([0.48, 0.84, 0.22, -0.13], 2),
+    dilated([-0.13, -0.22, 0.84, -0.48], 4),
+    np.array([0.0, 0.48, 0.84, 0.22, -0.13]),
+    np.array([0.48, 0.84, 0.22, -0.13, 0.0]),
+    np.array([0.3, 0.0, -1.2, 0.7, 0.0]),
+    np.array([0.0, 0.0, 0.0, 1.5, 0.0]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_taps_are_skipped_bit_for_bit(dtype, mode):
+    """The sweep drops the zero taps of general kernels (see ``_compact_taps``) and still
+    adds the others in correlate1d's order: bit for bit the chain, on every work split."""
+    a = image((6, 13, 11), dtype, "zero-taps")
+    k = ZERO_TAP_KERNELS
+    for weights in [(k[0], k[1], k[2]), (k[3], k[4], k[5]), (k[1], k[5], k[0]),
+                    (k[4], k[2], k[3])]:
+        check(a, (0, 1, 2), weights, mode)
+        expected = chain(a, (0, 1, 2), weights, mode)
+        for yblock, band in [(1, 1), (4, 3), (13, 16)]:
+            got = K._sweep(a, list(zip((0, 1, 2), weights)), MODE_CODES[mode], CVAL,
+                           yblock=yblock, band=band)
+            np.testing.assert_array_equal(got, expected)
+    check(a[0], (0, 1), (k[1], k[4]), mode)
+
+
+def test_compact_taps_order_and_positions():
+    taps, positions, symmetry = K._compact_taps(np.array([0.3, 0.0, -1.2, 0.7, 0.0]),
+                                                np.float64)
+    # the full sum starts from the zero last tap, so the kept taps start from the first
+    np.testing.assert_array_equal(positions, [2, 3, 0])
+    np.testing.assert_array_equal(taps, [-1.2, 0.7, 0.3])
+    assert symmetry == 0
+    taps, positions, _ = K._compact_taps(dilated([1.0, 2.0, 3.0, 4.0], 2), np.float32)
+    np.testing.assert_array_equal(positions, [0, 2, 4, 6])
+    assert taps.dtype == np.float32
+    # symmetric and antisymmetric kernels keep every tap (their paired sums need them)
+    for w in (np.array([1.0, 0.0, 2.0, 0.0, 1.0]), np.array([-1.0, 0.0, 0.0, 0.0, 1.0])):
+        taps, positions, symmetry = K._compact_taps(w, np.float64)
+        assert symmetry != 0 and positions.size == 5
+    taps, positions, symmetry = K._compact_taps(np.array([0.0, 0.0, 2.0, 0.0]), np.float64)
+    assert positions.tolist() == [2] and symmetry == 1
+
+
+def test_nan_under_a_zero_tap_does_not_spread():
+    a = image((5, 9, 10), np.float64, "nan")
+    a[2, 4, 5] = np.nan
+    w = dilated([0.48, 0.84, 0.22, -0.13], 2)  # taps at -3, -1, +1, +3
+    got = K._sweep(a, [(2, w)], MODE_CODES["mirror"], 0.0)
+    assert np.isnan(got[2, 4]).tolist() == [x in (2, 4, 6, 8) for x in range(10)]
+
+
 def test_constant_mode_extends_each_pass_with_cval():
     """scipy's rule: the y-pass sees ``cval`` outside the z-pass's result, not the z-pass
     of ``cval``; with weights that do not sum to 1 the two differ."""

@@ -664,27 +664,30 @@ def _extend_by_map(ext, before, n, sources, cval):
 
 
 @numba.njit(cache=True)
-def _z_pass_rows(dst, src_flat, cval_flat, offsets, z, k0, k1, nz, ny, nx, wz, sym_z, mode):
+def _z_pass_rows(dst, src_flat, cval_flat, offsets, z, k0, k1, nz, ny, nx, wz, pz, cz, sym_z,
+                 mode):
     """z-pass of image rows ``k0 .. k1 - 1`` of plane ``z`` into ``dst`` (flattened)."""
-    cz = wz.shape[0] // 2
     for t in range(wz.shape[0]):
-        zz = _extend(z + t - cz, nz, mode)
+        zz = _extend(z + pz[t] - cz, nz, mode)
         offsets[t] = (zz * ny + k0) * nx if zz >= 0 else -1
     _correlate_band(dst, src_flat, cval_flat, offsets, wz, sym_z)
 
 
 @numba.njit(parallel=True, cache=True)
-def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode, cval,
-                     yblock, band, z_inner, block, n_blocks, n_workers, counter):
-    # an empty weight array means "no pass along that axis"
+def _separable_sweep(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, sym_y, wx, px, kx,
+                     sym_x, mode, cval, yblock, band, z_inner, block, n_blocks, n_workers,
+                     counter):
+    # per axis: the kernel's taps w (zero taps dropped, see _compact_taps), their
+    # positions p in the full kernel of k taps (centre k // 2); k == 0: no pass
     nz, ny, nx = src.shape
-    has_z = wz.shape[0] > 0
-    has_y = wy.shape[0] > 0
-    has_x = wx.shape[0] > 0
-    cy = wy.shape[0] // 2
-    ry = wy.shape[0] - 1 - cy if has_y else 0  # rows the y-pass reads after its own
-    cx = wx.shape[0] // 2
-    m = nx + wx.shape[0] - 1 if has_x else nx  # length of an x-extended row
+    has_z = kz > 0
+    has_y = ky > 0
+    has_x = kx > 0
+    cz = kz // 2
+    cy = ky // 2
+    ry = ky - 1 - cy if has_y else 0  # rows the y-pass reads after its own
+    cx = kx // 2
+    m = nx + kx - 1 if has_x else nx  # length of an x-extended row
     n_yblocks = -(-ny // yblock)
     whole = n_yblocks == 1
     # with a z-pass, the plane buffer holds the y positions lo .. lo + count - 1: all ny
@@ -725,7 +728,7 @@ def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode,
                     for j0 in range(ja, jb, band):
                         j1 = min(jb, j0 + band)
                         _z_pass_rows(plane[j0 * nx:j1 * nx], src_flat, cval_flat, offsets, z,
-                                     lo + j0, lo + j1, nz, ny, nx, wz, sym_z, mode)
+                                     lo + j0, lo + j1, nz, ny, nx, wz, pz, cz, sym_z, mode)
                     # ... then the local halo rows outside it, extended
                     for j in range(count):
                         if ja <= j < jb:
@@ -738,7 +741,7 @@ def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode,
                             row[:] = plane[(k - lo) * nx:(k - lo + 1) * nx]
                         else:
                             _z_pass_rows(row, src_flat, cval_flat, offsets, z, k, k + 1, nz, ny,
-                                         nx, wz, sym_z, mode)
+                                         nx, wz, pz, cz, sym_z, mode)
                     rows_flat = plane
                     base = 0
                 else:
@@ -754,13 +757,13 @@ def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode,
                             ydst = out_flat[(z * ny + ya) * nx:(z * ny + yb) * nx]
                         if ya - cy - lo >= 0 and yb - 1 + ry - lo < count:
                             for t in range(wy.shape[0]):
-                                offsets[t] = base + (ya + t - cy - lo) * nx
+                                offsets[t] = base + (ya + py[t] - cy - lo) * nx
                             _correlate_band(ydst, rows_flat, cval_flat, offsets, wy, sym_y)
                         else:
                             # near a face of a direct plane: extend row by row
                             for y in range(ya, yb):
                                 for t in range(wy.shape[0]):
-                                    k = _extend(y + t - cy, ny, mode)
+                                    k = _extend(y + py[t] - cy, ny, mode)
                                     offsets[t] = base + (k - lo) * nx if k >= 0 else -1
                                 _correlate_band(ydst[(y - ya) * nx:(y - ya + 1) * nx], rows_flat,
                                                 cval_flat, offsets, wy, sym_y)
@@ -775,7 +778,7 @@ def _separable_sweep(src, out, cval_flat, wz, sym_z, wy, sym_y, wx, sym_x, mode,
                                                                    xbase + (r + 1) * nx]
                             _extend_by_map(ext[r * m:(r + 1) * m], cx, nx, x_sources, cval)
                         for t in range(wx.shape[0]):
-                            offsets[t] = t
+                            offsets[t] = px[t]
                         length = (nrows - 1) * m + nx
                         _correlate_band(xbuf[:length], ext, cval_flat, offsets, wx, sym_x)
                         for r in range(nrows):
@@ -809,6 +812,29 @@ def _l2_yblock(ny, nx, weights, itemsize):
     return int(rows)
 
 
+def _compact_taps(w64, dtype):
+    """A sweep's taps for the 1-D kernel ``w64``: (taps, their positions in ``w64``,
+    scipy's symmetry code).
+
+    A general (neither symmetric nor antisymmetric) kernel drops its zero taps: the
+    dilated kernels of an a trous wavelet level are mostly zeros, and the odd extension
+    of an even-length kernel adds one.  The taps kept are ordered so that the kernel's
+    sum (last tap first, then the others in order) adds them in the order correlate1d
+    does, which adds the dropped ``v * 0.0`` terms too: for finite values those change
+    nothing but the sign of an exact zero.  (A non-finite value under a zero tap does
+    not spread, where correlate1d makes it NaN.)
+    """
+    symmetry = _symmetry(w64)
+    nonzero = np.flatnonzero(w64 != 0.0)
+    if symmetry != 0 or nonzero.size in (0, w64.size):
+        return w64.astype(dtype), np.arange(w64.size, dtype=np.int64), symmetry
+    if nonzero[-1] != w64.size - 1:
+        # the full sum starts from a zero last tap: start from the first kept one
+        nonzero = np.roll(nonzero, -1)
+    return (w64[nonzero].astype(dtype), nonzero.astype(np.int64),
+            1 if nonzero.size == 1 else 0)
+
+
 def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None):
     """One fused sweep for passes along strictly ascending axes of a 2-D or 3-D image.
 
@@ -820,11 +846,11 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None)
     nz, ny, nx = view.shape
     offset = 3 - image.ndim
     empty = np.empty(0, dtype=image.dtype)
-    weights = [empty, empty, empty]
-    symmetry = [0, 0, 0]
+    weights = [empty, empty, empty]  # the full kernels: their sizes set the halos
+    compact = [(empty, np.empty(0, dtype=np.int64), 0)] * 3
     for axis, w64 in passes:
         weights[axis + offset] = w64.astype(image.dtype)
-        symmetry[axis + offset] = _symmetry(w64)
+        compact[axis + offset] = _compact_taps(w64, image.dtype)
     if yblock is None:
         threads = numba.get_num_threads()
         if nz >= 2 * threads:
@@ -847,9 +873,11 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None)
     block, n_blocks, n_workers, counter = _work_queue(n_items, _SWEEP_BLOCKS_PER_THREAD)
     out = np.empty_like(view)
     cval_flat = np.full(band * nx, cval, dtype=image.dtype)
-    _launch(_separable_sweep, view, out, cval_flat, weights[0], symmetry[0], weights[1],
-            symmetry[1], weights[2], symmetry[2], int(mode_code), image.dtype.type(cval),
-            yblock, band, z_inner, block, n_blocks, n_workers, counter)
+    per_axis = []
+    for w, (taps, positions, symmetry) in zip(weights, compact):
+        per_axis += [taps, positions, w.size, symmetry]
+    _launch(_separable_sweep, view, out, cval_flat, *per_axis, int(mode_code),
+            image.dtype.type(cval), yblock, band, z_inner, block, n_blocks, n_workers, counter)
     return out.reshape(image.shape)
 
 
