@@ -334,11 +334,7 @@ def _fft_responses(engine, block, plane, indices, weights, mode, cval, kernel_sp
     from .._shared.boundary import extension_indices
 
     xp = engine.xp
-    if xp is np:
-        from scipy import fft
-
-        kw = {"workers": -1}
-    else:  # CuPy
+    if xp is not np:  # CuPy
         fft, kw = xp.fft, {}
     rows, cols = plane
     complex_dtype = np.complex64 if block.dtype == np.float32 else np.complex128
@@ -358,7 +354,22 @@ def _fft_responses(engine, block, plane, indices, weights, mode, cval, kernel_sp
     from scipy.fft import next_fast_len
 
     shape = [next_fast_len(ext.shape[a]) for a in (rows, cols)]
-    spectrum = fft.fft2(ext.astype(complex_dtype), s=shape, axes=(rows, cols), **kw)
+    if xp is np:
+        # ducc0 (``_fft``: about 20% faster than scipy.fft on IBSI-2 Gabor planes), in
+        # place in one zero-padded array.  Planes of the trailing axes are transformed
+        # one at a time, so a slice's response does not depend on the slab (or Dask
+        # block) around it; the other planes occur only with the three orthogonal
+        # planes, whose block is the whole volume, and are transformed in one call
+        from .. import _fft
+
+        per_plane = (rows, cols) == (block.ndim - 2, block.ndim - 1)
+        padded = list(ext.shape)
+        padded[rows], padded[cols] = shape
+        spectrum = np.zeros(padded, complex_dtype)
+        spectrum[tuple(slice(0, n) for n in ext.shape)] = ext
+        _fft.fftn_inplace(spectrum, (rows, cols), per_plane=per_plane)
+    else:
+        spectrum = fft.fft2(ext.astype(complex_dtype), s=shape, axes=(rows, cols), **kw)
     out = []
     for i in indices:
         key = (i, tuple(shape))
@@ -374,6 +385,10 @@ def _fft_responses(engine, block, plane, indices, weights, mode, cval, kernel_sp
             bshape[rows], bshape[cols] = shape
             kernel_spectra[key] = xp.asarray(
                 np.fft.fft2(grid).astype(complex_dtype).reshape(bshape))
-        full = fft.ifft2(spectrum * kernel_spectra[key], axes=(rows, cols), **kw)
+        if xp is np:
+            full = _fft.fftn_inplace(spectrum * kernel_spectra[key], (rows, cols),
+                                     inverse=True, per_plane=per_plane)
+        else:
+            full = fft.ifft2(spectrum * kernel_spectra[key], axes=(rows, cols), **kw)
         out.append(full[tuple(keep)])
     return out

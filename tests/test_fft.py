@@ -1,0 +1,225 @@
+"""medimg_fast._fft (ducc0-backed transforms) against scipy.fft and numpy.fft.
+
+Tolerances: float64 results agree with pocketfft to ~1e-13 of the data's scale (both are
+exact to rounding, in different orders of operations); float32 ones to ~1e-5 of it, the
+single-precision rounding of sums over up to ~1e3 terms, against a float64 reference.
+"""
+import os
+
+import numpy as np
+import pytest
+import scipy.fft
+
+from medimg_fast import _fft
+
+SHAPES_AXES = [
+    ((17,), (0,)),
+    ((16,), (0,)),
+    ((9, 12), (0, 1)),
+    ((10, 7), (1,)),
+    ((8, 11, 6), (0, 1, 2)),
+    ((7, 9, 13), (1, 2)),
+    ((6, 5, 4), (2, 0)),
+    ((5, 6, 7), (0,)),
+]
+
+
+def _tol(dtype, ref):
+    scale = float(np.abs(ref).max()) or 1.0
+    return (1e-13 if dtype == np.float64 else 2e-5) * scale
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261201)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axes"), SHAPES_AXES)
+def test_rfftn_matches_scipy(rng, dtype, shape, axes):
+    x = rng.standard_normal(shape).astype(dtype)
+    ref = scipy.fft.rfftn(x.astype(np.float64), axes=axes)
+    got = _fft.rfftn(x, axes)
+    assert got.dtype == (np.complex64 if dtype == np.float32 else np.complex128)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0, atol=_tol(dtype, ref))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axes"), SHAPES_AXES)
+def test_rfftn_into_out(rng, dtype, shape, axes):
+    x = rng.standard_normal(shape).astype(dtype)
+    ref = np.fft.rfftn(x.astype(np.float64), axes=axes)
+    out = np.full(ref.shape, np.nan, np.complex64 if dtype == np.float32 else np.complex128)
+    got = _fft.rfftn(x, axes, out=out)
+    assert got is out
+    np.testing.assert_allclose(out, ref, rtol=0, atol=_tol(dtype, ref))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("use_out", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axes"), SHAPES_AXES)
+def test_irfftn_matches_scipy(rng, dtype, shape, axes, overwrite, use_out):
+    x = rng.standard_normal(shape)
+    lengths = [shape[a] for a in axes]
+    spectrum = scipy.fft.rfftn(x, axes=axes)
+    # a spectrum that is not Hermitian along the halved axis (entries 0 and n/2 complex):
+    # the inverse must take the real part there as pocketfft does
+    spectrum = spectrum + 0.3j * rng.standard_normal(spectrum.shape)
+    ref = scipy.fft.irfftn(spectrum, s=lengths, axes=axes)
+    given = spectrum.astype(np.complex64 if dtype == np.float32 else np.complex128)
+    kept = given.copy()
+    out = np.full(shape, np.nan, dtype) if use_out else None
+    got = _fft.irfftn(given, lengths, axes, overwrite=overwrite, out=out)
+    assert got.dtype == dtype and got.shape == shape
+    if use_out:
+        assert got is out
+    if not overwrite:
+        np.testing.assert_array_equal(given, kept)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=_tol(dtype, ref))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axes"), SHAPES_AXES)
+def test_round_trip(rng, dtype, shape, axes):
+    x = rng.standard_normal(shape).astype(dtype)
+    back = _fft.irfftn(_fft.rfftn(x, axes), [shape[a] for a in axes], axes, overwrite=True)
+    np.testing.assert_allclose(back, x, rtol=0, atol=_tol(dtype, x) * 10)
+
+
+def test_irfftn_strided_input(rng):
+    spectrum = scipy.fft.rfftn(rng.standard_normal((12, 10, 8)))
+    view = np.swapaxes(spectrum, 0, 1)  # not C-contiguous
+    ref = scipy.fft.irfftn(view, s=(10, 12, 8), axes=(0, 1, 2))
+    got = _fft.irfftn(view, (10, 12, 8), axes=(0, 1, 2))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [None, 5, 16, 23])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_rfft_and_fft_with_length(rng, dtype, n, axis):
+    x = rng.standard_normal((11, 8, 9)).astype(dtype)
+    ref = scipy.fft.rfft(x.astype(np.float64), n=n, axis=axis)
+    got = _fft.rfft(x, n, axis)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0, atol=_tol(dtype, ref))
+    z = (x + 1j * rng.standard_normal(x.shape)).astype(
+        np.complex64 if dtype == np.float32 else np.complex128)
+    ref = np.fft.fft(z.astype(np.complex128), n=n, axis=axis)
+    got = _fft.fft(z, n, axis)
+    assert got.dtype == z.dtype and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0, atol=_tol(dtype, ref))
+    np.testing.assert_allclose(_fft.fft(x, n, axis), np.fft.fft(x.astype(np.float64), n, axis),
+                               rtol=0, atol=_tol(dtype, ref))
+
+
+def test_fft_overwrite_in_place(rng):
+    z = rng.standard_normal((6, 10)) + 1j * rng.standard_normal((6, 10))
+    ref = np.fft.fft(z, axis=1)
+    kept = z.copy()
+    np.testing.assert_allclose(_fft.fft(z, axis=1), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    np.testing.assert_array_equal(z, kept)  # not overwritten unless asked
+    got = _fft.fft(z, axis=1, overwrite=True)
+    assert got is z
+    np.testing.assert_allclose(z, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "factor_shape"), [
+    ((9, 8, 5), (9, 8, 5)),      # one row: parallel within it
+    ((40, 6, 5), (1, 6, 5)),     # many rows: parallel over them
+    ((3, 7), (7,)),
+])
+def test_multiply_real(rng, dtype, shape, factor_shape):
+    cdtype = np.complex64 if dtype == np.float32 else np.complex128
+    spectrum = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(cdtype)
+    factor = rng.standard_normal(factor_shape).astype(dtype)
+    ref = spectrum * factor  # the same single rounding per part
+    got = _fft.multiply_real(spectrum, factor)
+    assert got is spectrum
+    np.testing.assert_array_equal(spectrum, ref)
+
+
+def test_multiply_real_rejects_mismatch():
+    spectrum = np.zeros((4, 5), np.complex64)
+    with pytest.raises(ValueError, match="does not fit"):
+        _fft.multiply_real(spectrum, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        _fft.multiply_real(spectrum, np.zeros(5, np.float64))  # precision mismatch
+
+
+def test_validation():
+    with pytest.raises(TypeError, match="real"):
+        _fft.rfftn(np.zeros(4, complex))
+    with pytest.raises(ValueError, match="axes"):
+        _fft.rfftn(np.zeros((4, 4)), (0, 0))
+    with pytest.raises(ValueError, match="last length"):
+        _fft.irfftn(np.zeros((4, 3), complex), (4, 7), (0, 1))
+    with pytest.raises(ValueError, match="does not match"):
+        _fft.irfftn(np.zeros((4, 3), complex), (5, 4), (0, 1))
+
+
+def test_integer_input_is_float64(rng):
+    x = rng.integers(0, 100, (6, 7))
+    got = _fft.rfftn(x)
+    assert got.dtype == np.complex128
+    np.testing.assert_allclose(got, np.fft.rfftn(x), rtol=0, atol=1e-12)
+
+
+def test_usable_cores():
+    expected = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count())
+    assert _fft.usable_cores() == max(expected or 1, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("per_plane", [False, True])
+@pytest.mark.parametrize(("shape", "axes"), [
+    ((5, 12, 9), (1, 2)),
+    ((5, 12, 9), (0, 2)),
+    ((5, 12, 9), (0, 1)),
+    ((4, 3, 6, 7), (2, 3)),
+    ((11, 10), (0, 1)),
+])
+def test_fftn_inplace_matches_numpy(rng, dtype, per_plane, shape, axes):
+    z = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    ref_fwd = np.fft.fftn(z.astype(np.complex128), axes=axes)
+    ref_inv = np.fft.ifftn(z.astype(np.complex128), axes=axes)
+    real_dtype = np.float32 if dtype == np.complex64 else np.float64
+    fwd = z.copy()
+    assert _fft.fftn_inplace(fwd, axes, per_plane=per_plane) is fwd
+    np.testing.assert_allclose(fwd, ref_fwd, rtol=0, atol=_tol(real_dtype, ref_fwd))
+    inv = z.copy()
+    _fft.fftn_inplace(inv, axes, inverse=True, per_plane=per_plane)
+    np.testing.assert_allclose(inv, ref_inv, rtol=0, atol=_tol(real_dtype, ref_inv))
+
+
+def test_fftn_inplace_per_plane_independent_of_stack(rng):
+    # one plane at a time: a plane's result is bit-identical whatever is stacked with it
+    # (what keeps chunked Dask results equal to unchunked ones)
+    z = (rng.standard_normal((7, 24, 20)) + 1j * rng.standard_normal((7, 24, 20))).astype(
+        np.complex64)
+    whole = _fft.fftn_inplace(z.copy(), (1, 2), per_plane=True)
+    part = _fft.fftn_inplace(z[2:5].copy(), (1, 2), per_plane=True)
+    np.testing.assert_array_equal(part, whole[2:5])
+
+
+def test_fftn_inplace_rejects_real():
+    with pytest.raises(TypeError, match="complex"):
+        _fft.fftn_inplace(np.zeros((4, 4)), (0, 1))
+
+
+@pytest.mark.parametrize("shape", [(9,), (6, 5), (5, 8, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dctn_type1_matches_scipy(rng, shape, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    ref = scipy.fft.dctn(x.astype(np.float64), type=1)
+    np.testing.assert_allclose(_fft.dctn_type1(x), ref, rtol=0, atol=_tol(dtype, ref))
+    kept = x.copy()
+    _fft.dctn_type1(x)
+    np.testing.assert_array_equal(x, kept)
+    got = _fft.dctn_type1(x, overwrite=True)
+    assert got is x
+    np.testing.assert_allclose(x, ref, rtol=0, atol=_tol(dtype, ref))
