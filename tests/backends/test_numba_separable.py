@@ -196,6 +196,26 @@ def test_nan_under_a_zero_tap_does_not_spread():
     assert np.isnan(got[2, 4]).tolist() == [x in (2, 4, 6, 8) for x in range(10)]
 
 
+def test_chained_sweeps_reuse_scratch_but_never_share_outputs():
+    """Two or three fused runs keep their intermediates for the next call on the thread
+    (``_Scratch``); every output stays a new array, equal to the chain."""
+    g9, d = gaussian(1.0), gaussian(1.0, 1)
+    axes, weights = (0, 1, 2, 0, 1, 2, 0, 1, 2), (g9, g9, g9, d, d, d, g9, d, g9)
+    results = []
+    for shape in [(6, 7, 9), (6, 7, 9), (5, 8, 9), (6, 7, 9)]:
+        for n in (6, 9):
+            a = image(shape, np.float32, "scratch", n)
+            got = K.correlate_separable(a, axes[:n], weights[:n], MODE_CODES["mirror"], 0.0)
+            expected = chain(a, axes[:n], weights[:n], "mirror", 0.0)
+            np.testing.assert_array_equal(got, expected)
+            results.append((got, got.copy()))
+    for got, copy in results:  # no later call wrote into an earlier output
+        np.testing.assert_array_equal(got, copy)
+    assert len({id(g) for g, _ in results}) == len(results)
+    kept = K._scratch_local.arrays
+    assert 1 <= len(kept) <= 2 and sum(k.nbytes for k in kept) <= K._SCRATCH_BYTES
+
+
 def test_constant_mode_extends_each_pass_with_cval():
     """scipy's rule: the y-pass sees ``cval`` outside the z-pass's result, not the z-pass
     of ``cval``; with weights that do not sum to 1 the two differ."""
