@@ -23,7 +23,8 @@ from ._partials import BlockGrid, _is_dask, add
 from ._settings import TEXTURE_FAMILIES, FeatureSettings
 from ._texture import TextureCounts, directions_2d, directions_3d
 
-__all__ = ["extract_features", "feature_names", "resolve_feature_backend"]
+__all__ = ["extract_features", "extract_features_from_files", "feature_names",
+           "resolve_feature_backend"]
 
 
 def resolve_feature_backend(backend) -> tuple[str, str]:
@@ -168,6 +169,77 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
         image, mask, morph_mask, spacing = pre.image, pre.int_mask, pre.morph_mask, pre.spacing
         out.update(pre.diagnostics or {})
     grid = BlockGrid(image, mask)
+    return _extract_grid(grid, image, mask, morph_mask, spacing, settings, kernels,
+                         filter_backend, out)
+
+
+def _box_suffices(settings) -> bool:
+    """Whether these settings read no voxel outside the ROI's bounding box: no image
+    processing (interpolation, re-segmentation, ... see the full volume), no local
+    intensity (its peak sphere reaches past the ROI), no filter bank (filters see the
+    whole image and its boundary)."""
+    return not (_needs_processing(settings) or "loc" in settings.families
+                or settings.filters)
+
+
+def extract_features_from_files(image_path, mask_path, *, settings=None, backend="auto"):
+    """:func:`extract_features` of an image file and its mask file (the voxels > 0).
+
+    Parameters
+    ----------
+    image_path, mask_path : str or os.PathLike
+        Any format :func:`medimg_fast.io.open_volume` reads; the mask on the image's grid.
+    settings, backend
+        As :func:`extract_features`.
+
+    Returns
+    -------
+    dict of str to float
+        Exactly ``extract_features(open_volume(image_path).data.compute(),
+        open_volume(mask_path).data.compute() > 0, spacing=open_volume(image_path).spacing,
+        ...)``.
+
+    Notes
+    -----
+    When the settings read nothing outside the ROI's bounding box (no image processing,
+    local intensity or filter bank) and both files are 3-D NIfTI volumes of one grid,
+    the mask is read first and the image only on the ROI's bounding box
+    (:func:`medimg_fast.io._nifti.read_nifti_roi`: a ``.nii.gz`` is inflated only up to
+    the box's last slab, and no whole-volume copy is made); every family then runs on
+    that box with the whole volume's origin and shape, so every value is the one of the
+    whole-volume call.  Other inputs are read whole.
+    """
+    import os
+
+    from medimg_fast.io import open_volume
+
+    settings = FeatureSettings.coerce(settings)
+    paths = (os.fspath(image_path), os.fspath(mask_path))
+    region = None
+    if _box_suffices(settings) and all(p.endswith((".nii", ".nii.gz")) and os.path.isfile(p)
+                                       for p in paths):
+        from medimg_fast.io._nifti import read_nifti_roi
+
+        region = read_nifti_roi(*paths)
+    if region is None:
+        image = open_volume(image_path)
+        mask = open_volume(mask_path)
+        return extract_features(image.data.compute(), mask.data.compute() > 0,
+                                spacing=image.spacing, settings=settings, backend=backend)
+    spacing = _check_inputs(region.image, region.mask, region.spacing)
+    kernel_name, filter_backend = resolve_feature_backend(backend)
+    kernels = kernels_for(kernel_name)
+    grid = BlockGrid.from_box(region.image, region.mask, region.origin, region.shape)
+    # no processing: the intensity and morphological masks are one (the same object)
+    return _extract_grid(grid, None, grid.mask, grid.mask, spacing, settings, kernels,
+                         filter_backend, {})
+
+
+def _extract_grid(grid, image, mask, morph_mask, spacing, settings, kernels, filter_backend,
+                  out):
+    """Every family of ``settings`` on ``grid``, added to ``out`` (the whole-volume
+    ``image``/``mask``/``morph_mask`` serve the morphological mask, the local intensity
+    and the filter bank)."""
     fams = settings.families
     fast = _whole_compiled(grid, kernels)
     if fast and "stat" in fams:
@@ -398,9 +470,23 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
                                            families=zones))
         tasks += [functools.partial(_additive_counts, kernels, levels, core, settings, ng,
                                     volume, families=(f,)) for f in additive]
-        counts = _run_counting(tasks, parallel=kernels.name == "numba"
-                               and grid.mask.size >= _PARALLEL_FAMILIES_MIN)
-        parts = _TextureParts(hist, counts)
+        # each family's formulas right after its counts, on the same thread: the
+        # formulas of one family overlap the counting of another
+        aggs = settings.texture_aggregations
+
+        def counted_with_formulas(task):
+            counts = task()
+            return counts, {fam: _FAMILY_FEATURES[fam](c, aggs[fam])
+                            for fam, c in counts.items()}
+
+        results = _run_tasks([functools.partial(counted_with_formulas, t) for t in tasks],
+                             parallel=kernels.name == "numba"
+                             and grid.mask.size >= _PARALLEL_FAMILIES_MIN)
+        counts, formulas = {}, {}
+        for family_counts, family_formulas in results:
+            counts.update(family_counts)
+            formulas.update(family_formulas)
+        return _texture_features(hist, counts, settings, formulas)
     else:
         source, unpack = grid, None
         if joined:
@@ -460,23 +546,20 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
 _PARALLEL_FAMILIES_MIN = 1 << 16
 
 
-def _run_counting(tasks, *, parallel: bool) -> dict:
-    """The merged results of ``tasks`` (each returns ``{family: counts}`` of families of
-    its own), on two threads when ``parallel``: the same numbers either way."""
-    counts = {}
+def _run_tasks(tasks, *, parallel: bool) -> list:
+    """The results of ``tasks`` in their order, on two threads when ``parallel``: the
+    same numbers either way."""
     if parallel and len(tasks) > 1:
         import concurrent.futures
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for result in pool.map(lambda task: task(), tasks):
-                counts.update(result)
-    else:
-        for task in tasks:
-            counts.update(task())
-    return counts
+            return list(pool.map(lambda task: task(), tasks))
+    return [task() for task in tasks]
 
 
-def _texture_features(hist, counts, settings) -> dict[str, float]:
+def _texture_features(hist, counts, settings, formulas=None) -> dict[str, float]:
+    """The intensity histogram and texture features in the families' order;
+    ``formulas``: the features of some families, already evaluated."""
     out = {}
     if "ih" in settings.families:
         out.update(histogram_features(hist))
@@ -484,7 +567,10 @@ def _texture_features(hist, counts, settings) -> dict[str, float]:
     for fam in TEXTURE_FAMILIES:
         if fam not in counts:
             continue
-        out.update(_FAMILY_FEATURES[fam](counts[fam], aggs[fam]))
+        if formulas is not None and fam in formulas:
+            out.update(formulas[fam])
+        else:
+            out.update(_FAMILY_FEATURES[fam](counts[fam], aggs[fam]))
     return out
 
 

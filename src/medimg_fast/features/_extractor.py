@@ -7,7 +7,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._extract import extract_features, feature_names
+from ._extract import extract_features, extract_features_from_files, feature_names
 from ._settings import FeatureSettings
 
 __all__ = ["RadiomicsExtractor"]
@@ -102,6 +102,13 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         settings = self._settings()
         rows = []
         for i, sample in enumerate(X):
+            if isinstance(sample, tuple) and len(sample) == 2 and all(map(_is_path, sample)):
+                # two files: read as a pair (the image only on the ROI's bounding box
+                # when the settings allow it), the values of the arrays' path
+                feats = extract_features_from_files(sample[0], sample[1], settings=settings,
+                                                    backend=self.backend)
+                rows.append([feats[name] for name in self.feature_names_out_])
+                continue
             if isinstance(sample, tuple):
                 if len(sample) != 2:
                     raise ValueError(

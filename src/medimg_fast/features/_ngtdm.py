@@ -38,34 +38,61 @@ def _ngtdm_kernels():
     @numba.njit(cache=True, nogil=True)
     def ngtdm(levels, bounds, distance, planar, ng):
         """``(units, ng, 2)`` NGTDM of the voxels in ``bounds`` (one unit per core
-        z-slice when ``planar``, else one), neighbours read from all of ``levels``."""
+        z-slice when ``planar``, else one), neighbours read from all of ``levels``.
+
+        The neighbourhood sums of levels and the counts of ROI voxels are box sums
+        over the neighbourhood cube clipped to the array, taken separably (along x,
+        then y, then z: ``3 (2 d + 1)`` reads a voxel instead of ``(2 d + 1)^3``);
+        they are integers, so the differences accumulated voxel by voxel in raster
+        order are the same floating-point numbers as from the direct sums.
+        """
         nz, ny, nx = levels.shape
         z0, z1 = bounds[0, 0], bounds[0, 1]
         y0, y1 = bounds[1, 0], bounds[1, 1]
         x0, x1 = bounds[2, 0], bounds[2, 1]
         reach_z = 0 if planar else distance
         out = np.zeros((max(z1 - z0, 0) if planar else 1, ng, 2), np.float64)
+        if z1 <= z0 or y1 <= y0 or x1 <= x0:
+            return out
+        # the region the core's neighbourhoods read
+        rz0, rz1 = max(z0 - reach_z, 0), min(z1 + reach_z, nz)
+        ry0, ry1 = max(y0 - distance, 0), min(y1 + distance, ny)
+        mz, my, mx = rz1 - rz0, ry1 - ry0, x1 - x0
+        sum_x = np.zeros((mz, my, mx), np.int64)
+        cnt_x = np.zeros((mz, my, mx), np.int64)
+        for z in range(rz0, rz1):
+            for y in range(ry0, ry1):
+                for x in range(x0, x1):
+                    total = 0
+                    count = 0
+                    for xx in range(max(x - distance, 0), min(x + distance + 1, nx)):
+                        h = levels[z, y, xx]
+                        total += h
+                        count += h > 0
+                    sum_x[z - rz0, y - ry0, x - x0] = total
+                    cnt_x[z - rz0, y - ry0, x - x0] = count
+        sum_y = np.zeros((mz, y1 - y0, mx), np.int64)
+        cnt_y = np.zeros((mz, y1 - y0, mx), np.int64)
+        for z in range(mz):
+            for y in range(y0, y1):
+                ya, yb = max(y - distance, 0) - ry0, min(y + distance + 1, ny) - ry0
+                for yy in range(ya, yb):
+                    for x in range(mx):
+                        sum_y[z, y - y0, x] += sum_x[z, yy, x]
+                        cnt_y[z, y - y0, x] += cnt_x[z, yy, x]
         for z in range(z0, z1):
             unit = z - z0 if planar else 0
-            za = max(z - reach_z, 0)
-            zb = min(z + reach_z + 1, nz)
+            za, zb = max(z - reach_z, 0) - rz0, min(z + reach_z + 1, nz) - rz0
             for y in range(y0, y1):
-                ya = max(y - distance, 0)
-                yb = min(y + distance + 1, ny)
                 for x in range(x0, x1):
                     g = levels[z, y, x]
                     if g == 0:
                         continue
-                    xa = max(x - distance, 0)
-                    xb = min(x + distance + 1, nx)
                     total = 0
                     count = 0
                     for zz in range(za, zb):
-                        for yy in range(ya, yb):
-                            for xx in range(xa, xb):
-                                h = levels[zz, yy, xx]
-                                total += h
-                                count += h > 0
+                        total += sum_y[zz, y - y0, x - x0]
+                        count += cnt_y[zz, y - y0, x - x0]
                     # the centre was summed with its neighbours
                     total -= g
                     count -= 1

@@ -88,6 +88,24 @@ class BlockGrid:
         self.mask = mask
         self._values = None
 
+    @classmethod
+    def from_box(cls, image, mask, origin, shape):
+        """The grid :class:`BlockGrid` makes of a whole NumPy volume of ``shape``, from
+        its part ``image``/``mask`` starting at voxel ``origin`` that holds the whole
+        ROI (the voxels outside it are never read by any family)."""
+        mask = np.asarray(mask, bool)
+        box = roi_bbox(mask)
+        if box is None:
+            raise ValueError("the ROI is empty: `mask` selects no voxel")
+        grid = cls.__new__(cls)
+        grid.is_dask = False
+        grid.shape = tuple(int(s) for s in shape)
+        grid.origin = tuple(int(o) + b.start for o, b in zip(origin, box))
+        grid.image = np.asarray(image)[box]
+        grid.mask = mask[box]
+        grid._values = None
+        return grid
+
     # -- ROI values ------------------------------------------------------------------
     def values(self) -> np.ndarray:
         """The ROI intensities as float64 (NumPy image only; cached)."""

@@ -170,7 +170,11 @@ def _is_empty(m) -> bool:
 def _mean_features(feature_sets: list[Mapping[str, float]], names) -> dict[str, float]:
     if not feature_sets:
         return {n: math.nan for n in names}
-    return {n: float(np.mean([f[n] for f in feature_sets])) for n in names}
+    # one reduction along the rows of a (feature, unit) array: each row is summed as
+    # ``np.mean`` of that feature's list would (the same pairwise sum), in one call
+    # instead of one per feature
+    table = np.array([[f[n] for f in feature_sets] for n in names], dtype=np.float64)
+    return dict(zip(names, np.mean(table, axis=1).tolist()))
 
 
 def _sum_axis0(stack: np.ndarray) -> np.ndarray:
@@ -245,7 +249,15 @@ def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[st
                                names), "2_5D")
     if "3D" in dims:
         vol = counts.volume
-        if directional:
+        kept = [] if vol is None else [m for m in vol if not _is_empty(m)]
+        if directional and features_stack is not None and len(kept) >= 2:
+            # the directions and their sum in one stack: each matrix's formulas are
+            # evaluated on its own row, so the values are those of two calls
+            whole = _sum_axis0(vol)
+            per = features_stack(np.stack(kept + [whole]))
+            put(_mean_features(per[:-1], names), "3D_avg")
+            put(_mean_features(per[-1:], names), "3D_comb")
+        elif directional:
             per = [] if vol is None else each(vol)
             put(_mean_features(per, names), "3D_avg")
             whole = None if vol is None else _sum_axis0(vol)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ._volume import CorruptVolumeError, Volume, lazy_from_file, reorient_canonical
+from ._volume import (
+    CorruptVolumeError,
+    Volume,
+    canonical_axes,
+    lazy_from_file,
+    reorient_canonical,
+)
 
 # RAS (NIfTI) to LPS (DICOM): negate x and y.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -80,21 +88,10 @@ def _whole_volume_array(path, stored_shape, dtype, spacing, origin, direction):
                     meta=np.empty((0, 0, 0), dtype=dtype))
 
 
-def read_nifti(path) -> Volume:
-    import nibabel as nib
-
-    path = str(path)
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises several unrelated types for a bad header
-        raise CorruptVolumeError(f"{path}: not a readable NIfTI file ({exc})") from exc
-    shape = img.shape
-    if len(shape) < 2 or len(shape) > 4:
-        raise CorruptVolumeError(
-            f"{path}: NIfTI data of {len(shape)} dimensions {shape} is not supported "
-            "(2-D, 3-D or 4-D expected)"
-        )
-    shape = tuple(shape) + (1,) * (3 - len(shape)) if len(shape) < 3 else tuple(shape)
+def _geometry(img, path):
+    """``(dtype, raw_dtype, slope, inter, affine, spacing, direction, origin)`` of a
+    nibabel NIfTI image: the voxel dtype after scaling, the stored one, the scaling,
+    the affine in mm and the LPS geometry of the stored array axes."""
     slope, inter = img.dataobj.slope, img.dataobj.inter
     raw_dtype = img.get_data_dtype().newbyteorder("=")
     scaled = not (
@@ -117,6 +114,26 @@ def read_nifti(path) -> Volume:
         raise CorruptVolumeError(f"{path}: NIfTI affine has a zero-length axis: {affine.tolist()}")
     direction = lin / spacing[None, :]
     origin = _RAS_TO_LPS @ affine[:3, 3]
+    return dtype, raw_dtype, slope, inter, affine, spacing, direction, origin
+
+
+def read_nifti(path) -> Volume:
+    import nibabel as nib
+
+    path = str(path)
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several unrelated types for a bad header
+        raise CorruptVolumeError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    shape = img.shape
+    if len(shape) < 2 or len(shape) > 4:
+        raise CorruptVolumeError(
+            f"{path}: NIfTI data of {len(shape)} dimensions {shape} is not supported "
+            "(2-D, 3-D or 4-D expected)"
+        )
+    shape = tuple(shape) + (1,) * (3 - len(shape)) if len(shape) < 3 else tuple(shape)
+    dtype, raw_dtype, slope, inter, affine, spacing, direction, origin = _geometry(img, path)
+    header = img.header
 
     if path.endswith(".gz") and len(img.shape) <= 3:
         data = _whole_volume_array(path, img.shape, dtype, spacing, origin, direction)
@@ -151,3 +168,313 @@ def read_nifti(path) -> Volume:
         metadata["time_step"] = float(header.get_zooms()[3])
     return Volume(data=data, spacing=spacing, origin=origin, direction=direction,
                   modality=None, source=path, metadata=metadata)
+
+
+# -- an image on the bounding box of a mask --------------------------------------------
+@dataclass
+class RoiRegion:
+    """An image and its ROI on the ROI's bounding box (plus a margin), as
+    :func:`read_nifti` and ``mask > 0`` would give them after cropping.
+
+    ``image`` and ``mask`` are C-contiguous ``(z, y, x)`` arrays (the canonical
+    orientation of :func:`read_nifti`, the image in its dtype, the mask bool); ``origin``
+    is the box's first voxel index in the whole canonical volume of ``shape``;
+    ``spacing`` is the image's (canonical) voxel size in mm."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    origin: tuple
+    shape: tuple
+    spacing: tuple
+
+
+def _image_of(raw):
+    import nibabel as nib
+
+    first = int.from_bytes(raw[:4], "little")
+    if first in (540, int.from_bytes((540).to_bytes(4, "little"), "big")):
+        return nib.Nifti2Image.from_bytes(raw)
+    return nib.Nifti1Image.from_bytes(raw)
+
+
+def _nifti_prefix(path, stop_fn, inflater=None):
+    """``(image, raw)``: a nibabel image of ``path`` whose stream holds at least the
+    bytes up to ``stop_fn(header_bytes)`` (None: all of them), and those bytes (None
+    for a memory-mapped file).
+
+    A ``.nii.gz`` is inflated by ISA-L only that far: gzip cannot seek, but it can stop,
+    so the slabs past the last one asked for are never decompressed.  An uncompressed
+    file is memory-mapped by nibabel.  ``inflater``: a :class:`_PrefixInflater` already
+    inflating ``path``'s stream."""
+    import nibabel as nib
+
+    if inflater is not None:
+        raw = inflater.result(stop_fn)
+        return _image_of(raw), raw
+    if not path.endswith(".gz"):
+        return nib.load(path), None
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:
+        return nib.load(path), None
+    with open(path, "rb") as fh:
+        packed = fh.read()
+    raw = None
+    if stop_fn is not None:
+        # the header from the first few kB of the stream (a max_length that small on the
+        # whole stream costs ISA-L a few ms), then the rest only up to ``stop``
+        inflater = isal_zlib.decompressobj(31)
+        fed = 0
+        head = b""
+        while len(head) < 544 and fed < len(packed) and not inflater.eof:
+            head += inflater.decompress(packed[fed:fed + 4096])
+            fed += 4096
+        stop = stop_fn(head[:544]) if len(head) >= 544 else None
+        if stop is not None and stop > len(head) and not inflater.eof:
+            raw = head + inflater.decompress(memoryview(packed)[fed:], stop - len(head))
+        elif stop is not None:
+            raw = head
+        if raw is not None and len(raw) < stop:  # a multi-member stream: inflate it whole
+            raw = None
+    if raw is None:
+        raw = igzip.decompress(packed)
+    return _image_of(raw), raw
+
+
+class _PrefixInflater:
+    """A gzip stream inflated by ISA-L on a worker thread (it releases the GIL) while
+    the caller works out how much of it is needed: :meth:`result` then gives the bytes
+    up to ``stop_fn(header)`` (the whole stream when that is None), as
+    :func:`_nifti_prefix` would.  Reading the mask of a pair overlaps the image's
+    inflation this way."""
+
+    _STEP = 1 << 16  # compressed bytes inflated between two looks at the stop
+
+    def __init__(self, packed):
+        import threading
+
+        self._packed = packed
+        self._stop_fn = None
+        self._asked = threading.Event()
+        self._raw = None
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="medimg-inflate",
+                                        daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def of(cls, path):
+        """The inflater of ``path``'s stream, or None (not gzip, or no ISA-L)."""
+        if not str(path).endswith(".gz"):
+            return None
+        try:
+            import isal.isal_zlib  # noqa: F401
+        except ImportError:
+            return None
+        with open(path, "rb") as fh:
+            return cls(fh.read())
+
+    def _run(self):
+        from isal import isal_zlib
+
+        try:
+            inflater = isal_zlib.decompressobj(31)
+            view = memoryview(self._packed)
+            chunks, n, fed, stop = [], 0, 0, None
+            while True:
+                if self._asked.is_set() and n >= 544:
+                    head = b"".join(chunks)[:544]
+                    stop = self._stop_fn(head) if self._stop_fn is not None else None
+                    if stop is not None and stop > n and fed < len(view) and not inflater.eof:
+                        chunks.append(inflater.decompress(view[fed:], stop - n))
+                        n += len(chunks[-1])
+                    break  # stop None: the whole stream, inflated by :meth:`result`
+                if fed >= len(view) or inflater.eof:
+                    if self._asked.is_set():
+                        break
+                    self._asked.wait()  # all inflated: the stop decides what is kept
+                    continue
+                chunks.append(inflater.decompress(view[fed:fed + self._STEP]))
+                n += len(chunks[-1])
+                fed += self._STEP
+            whole = inflater.eof and not inflater.unused_data
+            if stop is not None and n >= stop or whole:
+                self._raw = b"".join(chunks)
+        except Exception as exc:  # noqa: BLE001 (raised in the caller's thread by result())
+            self._error = exc
+
+    def close(self):
+        """Stop inflating (the stream is not needed after all)."""
+        self._stop_fn = None
+        self._asked.set()
+
+    def result(self, stop_fn):
+        self._stop_fn = stop_fn
+        self._asked.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._raw is None:  # a multi-member or unparsed stream: inflated whole
+            from isal import igzip
+
+            self._raw = igzip.decompress(self._packed)
+        return self._raw
+
+
+def _stored_voxels(img, raw, index, dtype):
+    """The voxels ``index`` of the stored array of ``img`` in ``dtype``, as
+    :func:`read_nifti` reads them: through nibabel's proxy (its scaling), or for
+    unscaled data straight from the inflated bytes ``raw`` (the same values without
+    nibabel's per-slab reads)."""
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    unscaled = ((slope is None or np.isnan(slope) or slope == 1)
+                and (inter is None or np.isnan(inter) or inter == 0))
+    offset = int(img.dataobj.offset)
+    shape = tuple(int(n) for n in img.shape)
+    k_stop = index[2].stop
+    count = shape[0] * shape[1] * k_stop
+    stored = img.get_data_dtype()
+    if raw is not None and unscaled and offset + count * stored.itemsize <= len(raw):
+        voxels = np.frombuffer(raw, dtype=stored, count=count, offset=offset)
+        return np.asarray(voxels.reshape(shape[:2] + (k_stop,), order="F")[index], dtype=dtype)
+    return np.asarray(np.asanyarray(img.dataobj[index]), dtype=dtype)
+
+
+def _stored_bbox(roi, margin):
+    """Per stored axis ``(start, stop)`` of the True voxels of the Fortran-ordered 3-D
+    ``roi`` widened by ``margin`` (clipped to the array); None for an empty ``roi``."""
+    ni, nj, nk = roi.shape
+    # the slabs first (one pass over the contiguous slabs), then rows and columns on
+    # the slabs that hold the ROI
+    hit_k = np.flatnonzero(roi.reshape((ni * nj, nk), order="F").any(axis=0))
+    if hit_k.size == 0:
+        return None
+    plane = roi[:, :, hit_k[0]:hit_k[-1] + 1].any(axis=2)
+    hit_i = np.flatnonzero(plane.any(axis=1))
+    hit_j = np.flatnonzero(plane.any(axis=0))
+    return [(max(0, int(h[0]) - margin), min(n, int(h[-1]) + 1 + margin))
+            for h, n in zip((hit_i, hit_j, hit_k), roi.shape)]
+
+
+def _data_end(stored_shape, k_stop):
+    """``stop_fn`` for :func:`_nifti_prefix`: the byte after the last voxel of slab
+    ``k_stop - 1`` of a 3-D volume of ``stored_shape`` (None when the header is not one
+    nibabel parses, or not of that shape)."""
+    def stop(head):
+        import io
+
+        import nibabel as nib
+
+        sizes = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+        hdr_cls = (nib.Nifti2Header if 540 in sizes
+                   else nib.Nifti1Header if 348 in sizes else None)
+        if hdr_cls is None:
+            return None
+        try:
+            hdr = hdr_cls.from_fileobj(io.BytesIO(head), check=False)
+        except Exception:  # noqa: BLE001 (nibabel raises unrelated types; read it whole)
+            return None
+        if tuple(int(n) for n in hdr.get_data_shape()) != tuple(stored_shape):
+            return None
+        offset = int(hdr.get_data_offset())
+        if offset < hdr_cls.sizeof_hdr + 4:  # an odd header: the whole stream
+            return None
+        slab = int(stored_shape[0]) * int(stored_shape[1]) * hdr.get_data_dtype().itemsize
+        return offset + int(k_stop) * slab
+    return stop
+
+
+def _read_mask(mask_path):
+    """``(mask > 0 on the stored axes, spacing, direction)`` of a 3-D mask file, or
+    ``(None, None, None)`` for another number of dimensions."""
+    try:
+        mask_img, mask_raw = _nifti_prefix(mask_path, None)
+    except Exception as exc:  # nibabel raises several unrelated types for a bad header
+        raise CorruptVolumeError(f"{mask_path}: not a readable NIfTI file ({exc})") from exc
+    stored_shape = tuple(int(n) for n in mask_img.shape)
+    if len(stored_shape) != 3:
+        return None, None, None
+    m_dtype, _, _, _, _, m_spacing, m_direction, _ = _geometry(mask_img, mask_path)
+    whole = tuple(slice(0, n) for n in stored_shape)
+    try:
+        mask_stored = _stored_voxels(mask_img, mask_raw, whole, m_dtype) > 0
+    except (OSError, EOFError, ValueError) as exc:
+        raise CorruptVolumeError(f"{mask_path}: NIfTI voxel data unreadable ({exc})") from exc
+    if not mask_stored.any():
+        raise ValueError(f"the ROI is empty: {mask_path} has no voxel > 0")
+    return mask_stored, m_spacing, m_direction
+
+
+def _canonical_box(stored, box, stored_shape, spacing, axes):
+    """``(array, origin, shape, spacing)``: the stored-axes crop ``stored`` of the
+    stored box ``box`` in the canonical orientation ``axes`` (of
+    :func:`canonical_axes`; C-contiguous), the box's first canonical voxel index, the
+    canonical volume shape and spacing."""
+    flipped, new_order = axes
+    flip = tuple(slice(None, None, -1) if f else slice(None) for f in flipped)
+    array = np.ascontiguousarray(stored[flip].transpose(new_order))
+    origin = tuple(stored_shape[a] - box[a][1] if flipped[a] else box[a][0]
+                   for a in new_order)
+    shape = tuple(stored_shape[a] for a in new_order)
+    return array, origin, shape, tuple(np.asarray(spacing, np.float64)[new_order])
+
+
+def read_nifti_roi(image_path, mask_path, *, margin=0) -> RoiRegion | None:
+    """The image of ``image_path`` and the ROI ``mask > 0`` of ``mask_path`` on the
+    ROI's bounding box widened by ``margin`` voxels, reading no more of the image than
+    that box needs.
+
+    The values are those of :func:`read_nifti` (nibabel's scaling, the same dtype and
+    canonical orientation) cropped to the box: the mask is read whole, its box found on
+    the stored axes, and a compressed image is inflated only up to the box's last slab.
+    Returns None (the caller reads both volumes whole) when the pair is not two 3-D
+    volumes of one stored shape and orientation.
+
+    Raises
+    ------
+    ValueError
+        When the mask selects no voxel.
+    CorruptVolumeError
+        An unreadable file.
+    """
+    image_path, mask_path = str(image_path), str(mask_path)
+    if margin < 0:
+        raise ValueError(f"`margin` must be non-negative, got {margin!r}")
+    # the image's stream starts inflating now, on another thread, while the mask is read
+    # and its box found
+    try:
+        inflater = _PrefixInflater.of(image_path)
+    except OSError as exc:
+        raise CorruptVolumeError(f"{image_path}: not a readable NIfTI file ({exc})") from exc
+    try:
+        mask_stored, m_spacing, m_direction = _read_mask(mask_path)
+        box = None if mask_stored is None else _stored_bbox(mask_stored, int(margin))
+    except BaseException:
+        if inflater is not None:
+            inflater.close()
+        raise
+    if box is None:  # not a 3-D mask: the caller reads both volumes whole
+        if inflater is not None:
+            inflater.close()
+        return None
+    stored_shape = mask_stored.shape
+    index = tuple(slice(a, b) for a, b in box)
+    mask_axes = canonical_axes(m_spacing, m_direction)
+    try:
+        img, img_raw = _nifti_prefix(image_path, _data_end(stored_shape, box[2][1]), inflater)
+    except Exception as exc:  # nibabel raises several unrelated types for a bad header
+        raise CorruptVolumeError(f"{image_path}: not a readable NIfTI file ({exc})") from exc
+    if tuple(int(n) for n in img.shape) != stored_shape:
+        return None
+    dtype, _, _, _, _, spacing, direction, _ = _geometry(img, image_path)
+    axes = canonical_axes(spacing, direction)
+    if axes != mask_axes:
+        return None
+    try:
+        image_stored = _stored_voxels(img, img_raw, index, dtype)
+    except (OSError, EOFError, ValueError) as exc:
+        raise CorruptVolumeError(f"{image_path}: NIfTI voxel data unreadable ({exc})") from exc
+    image, c_origin, c_shape, c_spacing = _canonical_box(image_stored, box, stored_shape,
+                                                         spacing, axes)
+    roi = _canonical_box(mask_stored[index], box, stored_shape, spacing, axes)[0]
+    return RoiRegion(image=image, mask=roi, origin=c_origin, shape=c_shape, spacing=c_spacing)

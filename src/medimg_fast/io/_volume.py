@@ -148,33 +148,42 @@ class Volume:
         )
 
 
+def canonical_axes(spacing, direction) -> tuple[tuple[bool, ...], list[int]]:
+    """How :func:`reorient_canonical` moves the three array axes of this geometry:
+    ``(flipped, new_order)``, whether each stored axis is reversed, and the stored axis
+    that becomes each canonical axis (``(z, y, x)`` order)."""
+    from nibabel.orientations import io_orientation
+
+    spacing = np.asarray(spacing, dtype=np.float64)
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(direction, dtype=np.float64) * spacing[None, :]
+    # io_orientation picks, for each array axis, the world axis it runs closest to; it
+    # resolves oblique acquisitions by SVD, so every axis gets a distinct world axis.
+    ornt = io_orientation(affine)
+    flipped = tuple(bool(ornt[a, 1] < 0) for a in range(3))
+    # World axis w (x, y, z) becomes array axis 2 - w so the array reads (z, y, x).
+    new_order = [0, 0, 0]
+    for a in range(3):
+        new_order[2 - int(ornt[a, 0])] = a
+    return flipped, new_order
+
+
 def reorient_canonical(data, spacing, origin, direction):
     """Flip and transpose the last three axes of `data` to the closest (S, P, L) orientation.
 
     Returns ``(data, spacing, origin, direction)`` describing the same voxels in the world.
     """
-    from nibabel.orientations import io_orientation
-
     spacing = np.asarray(spacing, dtype=np.float64)
     origin = np.asarray(origin, dtype=np.float64)
     direction = np.array(direction, dtype=np.float64)
-    affine = np.eye(4)
-    affine[:3, :3] = direction * spacing[None, :]
-    affine[:3, 3] = origin
-    # io_orientation picks, for each array axis, the world axis it runs closest to; it
-    # resolves oblique acquisitions by SVD, so every axis gets a distinct world axis.
-    ornt = io_orientation(affine)
+    flipped, new_order = canonical_axes(spacing, direction)
     lead = data.ndim - 3
     shape = data.shape[lead:]
     for a in range(3):
-        if ornt[a, 1] < 0:
+        if flipped[a]:
             data = data[(slice(None),) * (lead + a) + (slice(None, None, -1),)]
             origin = origin + direction[:, a] * spacing[a] * (shape[a] - 1)
             direction[:, a] = -direction[:, a]
-    # World axis w (x, y, z) becomes array axis 2 - w so the array reads (z, y, x).
-    new_order = [0, 0, 0]
-    for a in range(3):
-        new_order[2 - int(ornt[a, 0])] = a
     if new_order != [0, 1, 2]:
         data = data.transpose(tuple(range(lead)) + tuple(lead + a for a in new_order))
     return data, tuple(spacing[new_order]), tuple(origin), direction[:, new_order]

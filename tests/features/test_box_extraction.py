@@ -1,0 +1,214 @@
+"""Extraction from files on the ROI's bounding box, and the counting kernels rewritten
+for it: every value equals the whole-volume path (bit for bit) or an explicit loop."""
+
+from __future__ import annotations
+
+import itertools
+
+import nibabel as nib
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from medimg_fast.features import extract_features
+from medimg_fast.features._extract import extract_features_from_files
+from medimg_fast.features._glrlm import count_glrlm
+from medimg_fast.features._ngtdm import _ngtdm_kernels
+from medimg_fast.features._partials import BlockGrid
+from medimg_fast.features._texture import directions_3d
+from medimg_fast.io import open_volume
+
+PYRADIOMICS_LIKE = {"families": ["morph", "stat", "ih", "cm", "rlm", "szm", "ngl", "ngt"],
+                    "texture_dims": ["3D"], "bin_width": 25.0, "autocorrelation_max_voxels": 0}
+EVERY_BOX_FAMILY = {"families": ["morph", "stat", "ih", "ivh", "cm", "rlm", "szm", "dzm",
+                                 "ngt", "ngl"],
+                    "texture_dims": ["2D", "2.5D", "3D"], "bin_width": 20.0}
+# settings that read outside the box: the whole volumes are read (the same values)
+WITH_RESEGMENTATION = dict(PYRADIOMICS_LIKE, reseg_range=[-500, 400])
+WITH_LOCAL_INTENSITY = dict(PYRADIOMICS_LIKE, families=["stat", "loc"])
+
+
+def _case(folder, seed, *, gz=True, flip=(-1, 1, 1)):
+    """A CT-like NIfTI pair: noisy HU with a blob-shaped ROI off the volume's centre."""
+    rng = np.random.default_rng(seed)
+    shape = (40, 36, 20)
+    grid = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    centre = (24, 15, 12)
+    r2 = sum(((g - c) / s) ** 2 for g, c, s in zip(grid, centre, (7.0, 6.0, 4.0)))
+    image = (40 + 60 * np.sin(grid[0] / 3.0) + rng.normal(0, 80, shape)).astype(np.int16)
+    roi = (r2 + 0.3 * rng.standard_normal(shape) < 1.0).astype(np.uint8)
+    affine = np.diag([0.9 * flip[0], 0.7 * flip[1], 2.0 * flip[2], 1.0])
+    affine[:3, 3] = (-20.0, 11.0, 5.0)
+    ext = ".nii.gz" if gz else ".nii"
+    paths = folder / f"image{seed}{ext}", folder / f"mask{seed}{ext}"
+    nib.save(nib.Nifti1Image(image, affine), paths[0])
+    nib.save(nib.Nifti1Image(roi, affine), paths[1])
+    return paths
+
+
+def _whole_volume_features(image_path, mask_path, settings):
+    image = open_volume(image_path)
+    mask = open_volume(mask_path)
+    return extract_features(image.data.compute(), mask.data.compute() > 0,
+                            spacing=image.spacing, settings=settings)
+
+
+def _assert_identical(a, b):
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not (a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])))]
+    assert not differ, {k: (a[k], b[k]) for k in differ[:5]}
+
+
+@pytest.mark.parametrize("settings_", [PYRADIOMICS_LIKE, EVERY_BOX_FAMILY,
+                                       WITH_RESEGMENTATION, WITH_LOCAL_INTENSITY])
+@pytest.mark.parametrize(("gz", "flip"), [(True, (-1, 1, 1)), (False, (1, -1, -1))])
+def test_from_files_equals_the_whole_volume_path(tmp_path, settings_, gz, flip):
+    from medimg_fast.io._nifti import read_nifti_roi
+
+    for seed in (0, 1):
+        image, mask = _case(tmp_path, seed, gz=gz, flip=flip)
+        assert read_nifti_roi(image, mask) is not None  # the pair is read on its box
+        _assert_identical(extract_features_from_files(image, mask, settings=settings_),
+                          _whole_volume_features(image, mask, settings_))
+
+
+def test_from_files_on_the_ibsi_ct_phantom_when_present():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ibsi1_ct"
+    if not (folder / "image.nii.gz").is_file():
+        pytest.skip("the IBSI-1 CT phantom is absent")
+    image, mask = folder / "image.nii.gz", folder / "mask.nii.gz"
+    _assert_identical(extract_features_from_files(image, mask, settings=PYRADIOMICS_LIKE),
+                      _whole_volume_features(image, mask, PYRADIOMICS_LIKE))
+
+
+def test_the_transformer_reads_a_pair_of_files_as_the_arrays(tmp_path):
+    from medimg_fast.features import RadiomicsExtractor
+
+    pairs = [_case(tmp_path, seed) for seed in (4, 5)]
+    extractor = RadiomicsExtractor(settings=PYRADIOMICS_LIKE).fit(None)
+    got = extractor.transform([(str(image), mask) for image, mask in pairs])
+    names = extractor.get_feature_names_out()
+    for row, (image, mask) in zip(got, pairs):
+        expected = _whole_volume_features(image, mask, PYRADIOMICS_LIKE)
+        np.testing.assert_array_equal(row, [expected[n] for n in names])
+
+
+def test_from_files_names_a_missing_file_as_open_volume_does(tmp_path):
+    from medimg_fast.io import VolumeNotFoundError
+
+    image, mask = _case(tmp_path, 6)
+    with pytest.raises(VolumeNotFoundError):
+        extract_features_from_files(tmp_path / "absent.nii.gz", mask, settings=PYRADIOMICS_LIKE)
+    with pytest.raises(VolumeNotFoundError):
+        extract_features_from_files(image, tmp_path / "absent.nii.gz", settings=PYRADIOMICS_LIKE)
+
+
+def test_from_files_refuses_an_empty_roi(tmp_path):
+    image, mask = _case(tmp_path, 2)
+    nib.save(nib.Nifti1Image(np.zeros((40, 36, 20), np.uint8), nib.load(mask).affine), mask)
+    with pytest.raises(ValueError, match="empty"):
+        extract_features_from_files(image, mask, settings=PYRADIOMICS_LIKE)
+
+
+def test_grid_from_a_box_is_the_grid_of_the_whole_volume():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(12, 10, 9))
+    mask = np.zeros(image.shape, bool)
+    mask[3:8, 2:6, 4:9] = rng.random((5, 4, 5)) < 0.5
+    mask[3, 2, 4] = mask[7, 5, 8] = True
+    whole = BlockGrid(image, mask)
+    # a box with a margin around the ROI, cropped again to the ROI by from_box
+    box = (slice(1, 10), slice(0, 8), slice(2, 9))
+    part = BlockGrid.from_box(image[box], mask[box], (1, 0, 2), image.shape)
+    assert part.shape == whole.shape and part.origin == whole.origin
+    np.testing.assert_array_equal(part.image, whole.image)
+    np.testing.assert_array_equal(part.mask, whole.mask)
+    with pytest.raises(ValueError, match="empty"):
+        BlockGrid.from_box(image[box], np.zeros(image[box].shape, bool), (1, 0, 2), image.shape)
+
+
+# -- run lengths: all 13 directions in one pass (3-D only) -------------------------------
+def _runs_by_walking_lines(levels, ng, dirs):
+    """Runs found by walking every line of ``levels`` along each direction."""
+    shape = levels.shape
+    out = np.zeros((len(dirs), ng, max(shape) + 1), np.int64)
+    for k, d in enumerate(dirs):
+        for v in itertools.product(*(range(n) for n in shape)):
+            if all(0 <= a - s < n for a, s, n in zip(v, d, shape)):
+                continue  # not the first voxel of its line
+            line, w = [], v
+            while all(0 <= a < n for a, n in zip(w, shape)):
+                line.append(int(levels[w]))
+                w = tuple(a + s for a, s in zip(w, d))
+            for level, group in itertools.groupby(line):
+                if level:
+                    out[k, level - 1, len(list(group)) - 1] += 1
+    longest = max([1] + [j + 1 for j in range(out.shape[2]) if out[:, :, j].any()])
+    return out[:, :, :longest]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda ng: st.tuples(st.just(ng), hnp.arrays(
+    np.int32, st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
+    elements=st.integers(0, ng)))))
+def test_3d_run_lengths_match_walking_the_lines(case):
+    ng, levels = case
+    counts = count_glrlm(levels, ng, ["3D"])
+    dirs = [tuple(int(a) for a in d) for d in directions_3d()]
+    np.testing.assert_array_equal(counts.volume, _runs_by_walking_lines(levels, ng, dirs))
+    assert counts.slices == {}
+    # the same matrices as the slice-by-slice path of the 2-D aggregations
+    np.testing.assert_array_equal(counts.volume,
+                                  count_glrlm(levels, ng, ["2D", "3D"]).volume)
+
+
+# -- NGTDM: separable neighbourhood sums ------------------------------------------------
+def _ngtdm_by_loops(levels, bounds, distance, planar, ng):
+    """The NGTDM of the core ``bounds`` with neighbours from all of ``levels``, from the
+    neighbourhood of each voxel listed one by one."""
+    nz, ny, nx = levels.shape
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    reach_z = 0 if planar else distance
+    out = np.zeros((max(z1 - z0, 0) if planar else 1, ng, 2))
+    for z, y, x in itertools.product(range(z0, z1), range(y0, y1), range(x0, x1)):
+        g = int(levels[z, y, x])
+        if g == 0:
+            continue
+        neighbours = [int(levels[zz, yy, xx])
+                      for zz in range(z - reach_z, z + reach_z + 1)
+                      for yy in range(y - distance, y + distance + 1)
+                      for xx in range(x - distance, x + distance + 1)
+                      if (zz, yy, xx) != (z, y, x) and 0 <= zz < nz and 0 <= yy < ny
+                      and 0 <= xx < nx and levels[zz, yy, xx] > 0]
+        if neighbours:
+            unit = z - z0 if planar else 0
+            out[unit, g - 1, 0] += 1
+            out[unit, g - 1, 1] += abs(g - sum(neighbours) / len(neighbours))
+    return out
+
+
+@st.composite
+def _levels_and_core(draw):
+    ng = draw(st.integers(1, 4))
+    shape = draw(st.tuples(st.integers(1, 5), st.integers(1, 7), st.integers(1, 7)))
+    levels = draw(hnp.arrays(np.int32, shape, elements=st.integers(0, ng)))
+    bounds = []
+    for n in shape:
+        a = draw(st.integers(0, n))
+        bounds.append([a, draw(st.integers(a, n))])
+    return levels, np.array(bounds, np.int64), ng, draw(st.integers(1, 2)), draw(st.booleans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(_levels_and_core())
+def test_ngtdm_kernel_matches_listing_each_neighbourhood(case):
+    levels, bounds, ng, distance, planar = case
+    got = _ngtdm_kernels()(levels, bounds, distance, planar, ng)
+    # integer neighbourhood sums: the accumulated differences agree to rounding of the
+    # per-voxel quotient (the reference divides in another order)
+    np.testing.assert_allclose(got, _ngtdm_by_loops(levels, bounds, distance, planar, ng),
+                               rtol=1e-12, atol=1e-12)
