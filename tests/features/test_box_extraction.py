@@ -14,10 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 from medimg_fast.features import extract_features
 from medimg_fast.features._extract import extract_features_from_files
-from medimg_fast.features._glrlm import count_glrlm
 from medimg_fast.features._ngtdm import _ngtdm_kernels
 from medimg_fast.features._partials import BlockGrid
-from medimg_fast.features._texture import directions_3d
 from medimg_fast.io import open_volume
 
 PYRADIOMICS_LIKE = {"families": ["morph", "stat", "ih", "cm", "rlm", "szm", "ngl", "ngt"],
@@ -129,41 +127,6 @@ def test_grid_from_a_box_is_the_grid_of_the_whole_volume():
     np.testing.assert_array_equal(part.mask, whole.mask)
     with pytest.raises(ValueError, match="empty"):
         BlockGrid.from_box(image[box], np.zeros(image[box].shape, bool), (1, 0, 2), image.shape)
-
-
-# -- run lengths: all 13 directions in one pass (3-D only) -------------------------------
-def _runs_by_walking_lines(levels, ng, dirs):
-    """Runs found by walking every line of ``levels`` along each direction."""
-    shape = levels.shape
-    out = np.zeros((len(dirs), ng, max(shape) + 1), np.int64)
-    for k, d in enumerate(dirs):
-        for v in itertools.product(*(range(n) for n in shape)):
-            if all(0 <= a - s < n for a, s, n in zip(v, d, shape)):
-                continue  # not the first voxel of its line
-            line, w = [], v
-            while all(0 <= a < n for a, n in zip(w, shape)):
-                line.append(int(levels[w]))
-                w = tuple(a + s for a, s in zip(w, d))
-            for level, group in itertools.groupby(line):
-                if level:
-                    out[k, level - 1, len(list(group)) - 1] += 1
-    longest = max([1] + [j + 1 for j in range(out.shape[2]) if out[:, :, j].any()])
-    return out[:, :, :longest]
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 4).flatmap(lambda ng: st.tuples(st.just(ng), hnp.arrays(
-    np.int32, st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
-    elements=st.integers(0, ng)))))
-def test_3d_run_lengths_match_walking_the_lines(case):
-    ng, levels = case
-    counts = count_glrlm(levels, ng, ["3D"])
-    dirs = [tuple(int(a) for a in d) for d in directions_3d()]
-    np.testing.assert_array_equal(counts.volume, _runs_by_walking_lines(levels, ng, dirs))
-    assert counts.slices == {}
-    # the same matrices as the slice-by-slice path of the 2-D aggregations
-    np.testing.assert_array_equal(counts.volume,
-                                  count_glrlm(levels, ng, ["2D", "3D"]).volume)
 
 
 # -- NGTDM: separable neighbourhood sums ------------------------------------------------

@@ -209,3 +209,19 @@ def test_phantom_matches_ibsi(phantom_levels):
     assert set(reference) <= set(feats)
     bad = mismatches(feats, reference)
     assert not bad, "\n".join(bad)
+
+
+# -- 3-D only: all 13 directions in one pass
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda ng: st.tuples(st.just(ng), hnp.arrays(
+    np.int32, st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
+    elements=st.integers(0, ng)))))
+def test_3d_run_lengths_match_walking_the_lines(case):
+    ng, levels = case
+    counts = count_glrlm(levels, ng, ["3D"])
+    dirs = [tuple(int(a) for a in d) for d in directions_3d()]
+    np.testing.assert_array_equal(counts.volume, _reference_counts(levels, ng, dirs))
+    assert counts.slices == {}
+    # the same matrices as the slice-by-slice path of the 2-D aggregations
+    np.testing.assert_array_equal(counts.volume,
+                                  count_glrlm(levels, ng, ["2D", "3D"]).volume)
