@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_filters import scipy_gradient_magnitude
 from scipy import ndimage as ndi
 
 import medimg_fast as mf
@@ -74,13 +75,6 @@ def _spread(voxels, seconds):
     """(min, median, best) throughput in voxels/s from round times."""
     rates = voxels / seconds
     return float(rates.min()), float(np.median(rates)), float(rates.max())
-
-
-def _scipy_gradient_magnitude(x):
-    total = ndi.sobel(x, axis=0) ** 2
-    for axis in range(1, x.ndim):
-        total += ndi.sobel(x, axis=axis) ** 2
-    return np.sqrt(total)
 
 
 def _dask_gradient_magnitude(x):
@@ -128,7 +122,7 @@ def numba_cases():
 def scipy_cases():
     cases = {f"gaussian sigma={s:g}": (lambda x, s=s: ndi.gaussian_filter(x, s)) for s in SIGMAS}
     cases["uniform size=5"] = lambda x: ndi.uniform_filter(x, 5)
-    cases["gradient magnitude"] = _scipy_gradient_magnitude
+    cases["gradient magnitude"] = scipy_gradient_magnitude
     return cases
 
 

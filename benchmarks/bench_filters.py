@@ -27,7 +27,8 @@ CORES = os.cpu_count() or 1
 BACKENDS = [name for name, status in mf.available_backends().items() if status.available]
 
 
-def _scipy_gradient_magnitude(x):
+def scipy_gradient_magnitude(x):
+    """scipy.ndimage's gradient magnitude: the root of the summed squared Sobel responses."""
     total = ndi.sobel(x, axis=0) ** 2
     for axis in range(1, x.ndim):
         total += ndi.sobel(x, axis=axis) ** 2
@@ -61,7 +62,7 @@ FILTERS = {
     "median": (lambda x, b: mf.median_filter(x, size=3, backend=b),
                lambda x: ndi.median_filter(x, size=3)),
     "gradient_magnitude": (lambda x, b: mf.gradient_magnitude(x, backend=b),
-                           _scipy_gradient_magnitude),
+                           scipy_gradient_magnitude),
 }
 
 

@@ -118,3 +118,41 @@ class RecordingExecutor:
 
     def launch(self, launch):
         self.launches.append(launch)
+
+
+#: IBSI-2's 1-D Laws kernels as the manual lists them (not normalised).
+LAWS_1D = {"L3": [1, 2, 1], "E3": [-1, 0, 1], "S3": [-1, 2, -1], "L5": [1, 4, 6, 4, 1],
+           "E5": [-1, -2, 0, 2, 1], "S5": [-1, 0, 2, 0, -1], "W5": [-1, 2, 0, -2, 1],
+           "R5": [1, -4, 6, -4, 1]}
+
+
+def laws_outer(name):
+    """The N-D Laws kernel in array order (z, y, x) from a name listed x first: the
+    explicit outer product of the 1-D kernels, each of unit L2 norm."""
+    names = [name[i:i + 2] for i in range(0, len(name), 2)][::-1]
+    out = np.ones(())
+    for n in names:
+        v = np.array(LAWS_1D[n], float)
+        out = np.multiply.outer(out, v / np.linalg.norm(v))
+    return out
+
+
+def rotations_90(kernel):
+    """The 24 (3-D) or 4 (2-D) proper 90-degree rotations of an array: compositions of
+    np.rot90 over the coordinate planes, told apart by their action on a probe array
+    that no rotation but the identity leaves unchanged."""
+    planes = [(0, 1), (1, 2)] if kernel.ndim == 3 else [(0, 1)]
+    probe = np.arange(24.0).reshape((2, 3, 4) if kernel.ndim == 3 else (4, 6))
+    found = {(probe.shape, probe.tobytes()): kernel}
+    frontier = [(probe, kernel)]
+    while frontier:
+        nxt = []
+        for p0, k0 in frontier:
+            for axes in planes:
+                p1, k1 = np.rot90(p0, axes=axes), np.rot90(k0, axes=axes)
+                key = (p1.shape, np.ascontiguousarray(p1).tobytes())
+                if key not in found:
+                    found[key] = np.ascontiguousarray(k1)
+                    nxt.append((p1, k1))
+        frontier = nxt
+    return list(found.values())

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from _mf_testing import LAWS_1D, laws_outer, rotations_90
 
 from medimg_fast.features import FilterSpec, filter_response
 from medimg_fast.filters import (
@@ -26,44 +27,16 @@ pywt = pytest.importorskip("pywt")
 MODES = ("reflect", "nearest", "mirror", "constant", "wrap")
 TIGHT = {"rtol": 1e-10, "atol": 1e-10}
 
-_RAW = {"L3": [1, 2, 1], "E3": [-1, 0, 1], "S3": [-1, 2, -1], "L5": [1, 4, 6, 4, 1],
-        "E5": [-1, -2, 0, 2, 1], "S5": [-1, 0, 2, 0, -1], "W5": [-1, 2, 0, -2, 1],
-        "R5": [1, -4, 6, -4, 1]}
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240601)
 
 
-def _outer(kernel_name):
-    """The N-D Laws kernel in array order (z, y, x) from a name listed x first."""
-    names = [kernel_name[i:i + 2] for i in range(0, len(kernel_name), 2)][::-1]
-    vectors = [np.array(_RAW[n], float) / np.linalg.norm(_RAW[n]) for n in names]
-    out = vectors[0]
-    for v in vectors[1:]:
-        out = np.multiply.outer(out, v)
-    return out
-
-
 def _cube_rotations(kernel):
-    """The distinct 90-degree rotations of a 3-D (or 2-D) array, by closing np.rot90 over
-    the coordinate planes (independent of the filters' signed permutations)."""
-    planes = [(0, 1), (1, 2)] if kernel.ndim == 3 else [(0, 1)]
-    found = {kernel.tobytes(): kernel}
-    frontier = [kernel]
-    while frontier:
-        nxt = []
-        for k in frontier:
-            for p in planes:
-                r = np.ascontiguousarray(np.rot90(k, axes=p))
-                key = r.shape, r.tobytes()
-                if key not in found:
-                    found[key] = r
-                    nxt.append(r)
-        frontier = nxt
+    """The distinct 90-degree rotations of a 3-D (or 2-D) array (np.rot90 compositions,
+    independent of the filters' signed permutations)."""
     seen, out = set(), []
-    for k in found.values():
+    for k in rotations_90(kernel):
         key = (k.shape, k.tobytes())
         if key not in seen:
             seen.add(key)
@@ -74,7 +47,7 @@ def _cube_rotations(kernel):
 # -- Laws ------------------------------------------------------------------------------
 
 def test_laws_kernels_have_unit_norm_and_ibsi_taps():
-    for name, raw in _RAW.items():
+    for name, raw in LAWS_1D.items():
         k = laws_kernel1d(name)
         np.testing.assert_allclose(k, np.array(raw) / np.linalg.norm(raw), **TIGHT)
         assert np.isclose((k * k).sum(), 1.0)
@@ -85,7 +58,7 @@ def test_laws_kernels_have_unit_norm_and_ibsi_taps():
 def test_laws_equals_convolution_with_outer_product(rng, mode, kernel, dims):
     image = rng.normal(size=(9, 11, 10))
     out = laws_filter(image, kernel, mode=mode, dims=dims, backend="numpy")
-    weights = _outer(kernel)
+    weights = laws_outer(kernel)
     if dims == "2D":
         weights = weights[None]
     # a convolution: scipy.ndimage.correlate with the kernel flipped
@@ -97,7 +70,7 @@ def test_laws_equals_convolution_with_outer_product(rng, mode, kernel, dims):
 @pytest.mark.parametrize("pooling", ["max", "mean"])
 def test_laws_rotation_invariant_energy_against_rotated_kernels(rng, pooling):
     image = rng.normal(size=(10, 10, 10))
-    kernels = _cube_rotations(_outer("E5L3S5"))
+    kernels = _cube_rotations(laws_outer("E5L3S5"))
     assert len(kernels) == 12  # L3 is symmetric: half of the 24 rotations coincide
     responses = [ndi.convolve(image, k, mode="constant") for k in kernels]
     pooled = np.max(responses, axis=0) if pooling == "max" else np.mean(responses, axis=0)
@@ -109,7 +82,7 @@ def test_laws_rotation_invariant_energy_against_rotated_kernels(rng, pooling):
 
 def test_laws_2d_rotation_invariance_pools_four_rotations(rng):
     image = rng.normal(size=(3, 12, 12))
-    kernels = _cube_rotations(_outer("E5S3"))
+    kernels = _cube_rotations(laws_outer("E5S3"))
     assert len(kernels) == 4
     ref = np.max([ndi.convolve(image, k[None], mode="reflect") for k in kernels], axis=0)
     out = laws_filter(image, "E5S3", rotation_invariant=True, dims="2D", backend="numpy")

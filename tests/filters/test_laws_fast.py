@@ -13,6 +13,7 @@ roundings per pass, three passes and the box).
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from _mf_testing import laws_outer, rotations_90
 
 from medimg_fast._shared.boundary import MODE_CODES as CODES
 from medimg_fast.backends import _numba_kernels, _numba_laws
@@ -20,45 +21,9 @@ from medimg_fast.filters import laws_filter, laws_kernel1d
 
 MODES = ("reflect", "mirror", "nearest", "wrap", "constant")
 
-_RAW = {"L3": [1, 2, 1], "E3": [-1, 0, 1], "S3": [-1, 2, -1], "L5": [1, 4, 6, 4, 1],
-        "E5": [-1, -2, 0, 2, 1], "S5": [-1, 0, 2, 0, -1], "W5": [-1, 2, 0, -2, 1],
-        "R5": [1, -4, 6, -4, 1]}
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261201)
-
-
-def _outer(name):
-    """The N-D kernel in array order (z, y, x) from a name listed x first."""
-    names = [name[i:i + 2] for i in range(0, len(name), 2)][::-1]
-    out = np.ones(())
-    for n in names:
-        v = np.array(_RAW[n], float)
-        out = np.multiply.outer(out, v / np.linalg.norm(v))
-    return out
-
-
-def _rotations(kernel):
-    """The 24 (3-D) or 4 (2-D) proper 90-degree rotations of an array: compositions of
-    np.rot90 over the coordinate planes, told apart by their action on a probe array
-    that no rotation but the identity leaves unchanged."""
-    planes = [(0, 1), (1, 2)] if kernel.ndim == 3 else [(0, 1)]
-    probe = np.arange(24.0).reshape((2, 3, 4) if kernel.ndim == 3 else (4, 6))
-    found = {(probe.shape, probe.tobytes()): kernel}
-    frontier = [(probe, kernel)]
-    while frontier:
-        nxt = []
-        for p0, k0 in frontier:
-            for axes in planes:
-                p1, k1 = np.rot90(p0, axes=axes), np.rot90(k0, axes=axes)
-                key = (p1.shape, np.ascontiguousarray(p1).tobytes())
-                if key not in found:
-                    found[key] = np.ascontiguousarray(k1)
-                    nxt.append((p1, k1))
-        frontier = nxt
-    return list(found.values())
 
 
 def _factors(kernel):
@@ -86,10 +51,10 @@ def _reference(image, name, *, pooling, energy, delta, mode, cval, dims):
     of each rotated kernel scaled to unit norm and their first non-zero tap positive, and
     the sign of the rotated kernel applied to the response (a flipped antisymmetric kernel
     is the negated kernel: its response is the negated response)."""
-    kernel = _outer(name)
+    kernel = laws_outer(name)
     axes = tuple(range(image.ndim))[-kernel.ndim:]
     responses = []
-    for k in _rotations(kernel):
+    for k in rotations_90(kernel):
         if cval == 0 or mode != "constant":
             full = k.reshape((1,) * (image.ndim - k.ndim) + k.shape)
             responses.append(ndi.convolve(image, full, mode=mode, cval=cval))
@@ -114,8 +79,8 @@ def _reference(image, name, *, pooling, energy, delta, mode, cval, dims):
 
 
 def test_rotation_groups_have_24_and_4_elements():
-    assert len(_rotations(np.random.default_rng(0).random((2, 3, 4)))) == 24
-    assert len(_rotations(np.random.default_rng(0).random((2, 3)))) == 4
+    assert len(rotations_90(np.random.default_rng(0).random((2, 3, 4)))) == 24
+    assert len(rotations_90(np.random.default_rng(0).random((2, 3)))) == 4
 
 
 CASES = [("E5L5S5", "3D", "max"), ("E5L5S5", "3D", "min"), ("L5S5R5", "3D", "mean"),

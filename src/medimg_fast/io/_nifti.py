@@ -22,20 +22,34 @@ _TARGET_CHUNK_BYTES = 64 * 2**20
 
 
 def _load_image(path):
-    """nibabel's image of ``path``; a ``.nii.gz`` is decompressed whole by ISA-L
-    (:mod:`isal.igzip`, about 4x faster than the :mod:`gzip` stream nibabel reads: 24
-    against 87-120 ms for a 2.4M-voxel CT) and parsed from memory by nibabel, so the
-    voxel values and their scaling are nibabel's either way."""
+    """nibabel's image of ``path`` (see :func:`_load_image_raw`)."""
+    return _load_image_raw(path)[0]
+
+
+def _load_image_raw(path):
+    """``(image, raw)``: nibabel's image of ``path`` and, for a ``.nii.gz``, the whole
+    inflated stream (None for an uncompressed file, which nibabel memory-maps).  The
+    stream is decompressed by ISA-L (:mod:`isal.igzip`, about 4x faster than the
+    :mod:`gzip` stream nibabel reads: 24 against 87-120 ms for a 2.4M-voxel CT) and
+    parsed from memory by nibabel, so the voxel values and their scaling are nibabel's
+    either way."""
     import nibabel as nib
 
     if not str(path).endswith(".gz"):
-        return nib.load(path)
+        return nib.load(path), None
     try:
         from isal import igzip
     except ImportError:  # the isal wheel is a dependency; a source install may lack it
-        return nib.load(path)
+        return nib.load(path), None
     with open(path, "rb") as fh:
         raw = igzip.decompress(fh.read())
+    return _image_of(raw), raw
+
+
+def _image_of(raw):
+    """The NIfTI-1 or NIfTI-2 image held in the bytes ``raw``."""
+    import nibabel as nib
+
     # sizeof_hdr is 348 for NIfTI-1 and 540 for NIfTI-2, in either byte order
     first = int.from_bytes(raw[:4], "little")
     if first in (540, int.from_bytes((540).to_bytes(4, "little"), "big")):
@@ -188,57 +202,17 @@ class RoiRegion:
     spacing: tuple
 
 
-def _image_of(raw):
-    import nibabel as nib
-
-    first = int.from_bytes(raw[:4], "little")
-    if first in (540, int.from_bytes((540).to_bytes(4, "little"), "big")):
-        return nib.Nifti2Image.from_bytes(raw)
-    return nib.Nifti1Image.from_bytes(raw)
-
-
 def _nifti_prefix(path, stop_fn, inflater=None):
-    """``(image, raw)``: a nibabel image of ``path`` whose stream holds at least the
-    bytes up to ``stop_fn(header_bytes)`` (None: all of them), and those bytes (None
-    for a memory-mapped file).
-
-    A ``.nii.gz`` is inflated by ISA-L only that far: gzip cannot seek, but it can stop,
-    so the slabs past the last one asked for are never decompressed.  An uncompressed
-    file is memory-mapped by nibabel.  ``inflater``: a :class:`_PrefixInflater` already
-    inflating ``path``'s stream."""
-    import nibabel as nib
-
+    """``(image, raw)``: a nibabel image of ``path`` and its inflated bytes (None for a
+    memory-mapped file).  With ``inflater`` (a :class:`_PrefixInflater` already inflating
+    ``path``'s stream) the bytes reach at least ``stop_fn(header_bytes)`` (None: all of
+    them): gzip cannot seek, but it can stop, so the slabs past the last one asked for
+    are never decompressed.  Without one (an uncompressed file, or no ISA-L) the file is
+    read as :func:`_load_image_raw` reads it."""
     if inflater is not None:
         raw = inflater.result(stop_fn)
         return _image_of(raw), raw
-    if not path.endswith(".gz"):
-        return nib.load(path), None
-    try:
-        from isal import igzip, isal_zlib
-    except ImportError:
-        return nib.load(path), None
-    with open(path, "rb") as fh:
-        packed = fh.read()
-    raw = None
-    if stop_fn is not None:
-        # the header from the first few kB of the stream (a max_length that small on the
-        # whole stream costs ISA-L a few ms), then the rest only up to ``stop``
-        inflater = isal_zlib.decompressobj(31)
-        fed = 0
-        head = b""
-        while len(head) < 544 and fed < len(packed) and not inflater.eof:
-            head += inflater.decompress(packed[fed:fed + 4096])
-            fed += 4096
-        stop = stop_fn(head[:544]) if len(head) >= 544 else None
-        if stop is not None and stop > len(head) and not inflater.eof:
-            raw = head + inflater.decompress(memoryview(packed)[fed:], stop - len(head))
-        elif stop is not None:
-            raw = head
-        if raw is not None and len(raw) < stop:  # a multi-member stream: inflate it whole
-            raw = None
-    if raw is None:
-        raw = igzip.decompress(packed)
-    return _image_of(raw), raw
+    return _load_image_raw(path)
 
 
 class _PrefixInflater:
