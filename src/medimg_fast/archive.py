@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ._shared.utils import one_line
-from .io._volume import GeometryMismatchError
+from .io._volume import GeometryMismatchError, VolumeReadError
 
 __all__ = [
     "ArchiveResult",
@@ -471,7 +471,9 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
 
     This is the body of one Dask task: read, validate, preprocess, filter, extract features.
     When `timings` is a dict it receives the seconds of each stage (``read`` covers the
-    mask and the validation too) and the volume's ``megavoxels``.
+    mask and the validation too) and the volume's ``megavoxels``.  A NIfTI pair whose
+    features read only the ROI's box (:func:`_reads_roi_box`) is read there by the
+    feature step: ``read`` then covers the headers and the grid check.
     """
     from .io import _select_volume, check_same_grid, open_mask, open_volume
 
@@ -495,9 +497,31 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
                 f"expected a 3-D (z, y, x) volume, got {data.ndim}-D with shape "
                 f"{tuple(data.shape)}" + ("; set volume_index= to pick one volume of a 4-D "
                                           "series" if data.ndim == 4 else ""))
+        timings["megavoxels"] = float(np.prod(data.shape)) / 1e6
+        if _reads_roi_box(entry, config, data):
+            stage = "mask"
+            mask_volume = open_mask(entry.mask, volume, roi=entry.roi)  # the headers
+            try:
+                check_same_grid(volume, mask_volume)
+            except GeometryMismatchError as exc:
+                raise MaskMismatchError(str(exc)) from exc
+            lap("read")
+            stage = "features"
+            from .features._extract import features_on_roi_box
+
+            try:
+                values = features_on_roi_box(entry.path, entry.mask,
+                                             settings=config.feature_settings,
+                                             backend=config.backend, nonzero=True)
+            except VolumeReadError:
+                stage = "read"  # a file that cannot be read, as the whole read says
+                raise
+            if values is not None:
+                lap("features")
+                return _feature_row(values)
+            stage = "read"
         image = _materialise(data, config.in_memory_bytes)
         spacing = volume.spacing
-        timings["megavoxels"] = float(np.prod(image.shape)) / 1e6
 
         mask = None
         if entry.mask is not None:
@@ -554,11 +578,30 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
         if not isinstance(values, dict):
             raise TypeError(f"the feature step must return a dict, got {type(values).__name__}")
         lap("features")
-        return {str(k): (float(v) if isinstance(v, (int, float, np.number)) else v)
-                for k, v in values.items()}
+        return _feature_row(values)
     except Exception as exc:  # every bad input becomes an error row; the batch goes on
         lap({"mask": "read", "validate": "read"}.get(stage, stage))
         raise _StageError(stage, exc) from exc
+
+
+def _feature_row(values) -> dict:
+    return {str(k): (float(v) if isinstance(v, (int, float, np.number)) else v)
+            for k, v in values.items()}
+
+
+def _reads_roi_box(entry, config: PipelineConfig, data) -> bool:
+    """Whether a case's features can come from the ROI's box of a NIfTI pair
+    (:func:`medimg_fast.features._extract.features_on_roi_box`, the same values): the
+    default feature step on an integer image (no voxel to check for NaN), with no
+    pipeline step that sees the whole image (window, resampling, normalisation,
+    filters) and an image mask of nonzero voxels."""
+    nifti = (".nii", ".nii.gz")
+    return (config.features is None and config.window is None
+            and config.target_spacing is None and config.normalize is None
+            and not config.filters and config.units in (None, "stored")
+            and config.volume_index is None and entry.mask is not None and entry.roi is None and entry.series_uid is None
+            and str(entry.path).endswith(nifti) and str(entry.mask).endswith(nifti)
+            and np.dtype(data.dtype).kind in "biu")
 
 
 def _timing_row(timings, seconds):

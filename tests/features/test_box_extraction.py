@@ -175,3 +175,38 @@ def test_ngtdm_kernel_matches_listing_each_neighbourhood(case):
     # per-voxel quotient (the reference divides in another order)
     np.testing.assert_allclose(got, _ngtdm_by_loops(levels, bounds, distance, planar, ng),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_the_morphology_of_the_mask_runs_while_the_image_is_read(tmp_path, monkeypatch):
+    """The mask's morphology is computed once, from the mask alone (before the image is
+    inflated), and the features stay those of the whole-volume path."""
+    from medimg_fast.features import _extract
+
+    calls = []
+    real = _extract._morph_shape
+
+    def counted(grid, spacing):
+        calls.append(grid.image.dtype == bool)  # the mask's grid: no image yet
+        return real(grid, spacing)
+
+    image, mask = _case(tmp_path, 7)
+    expected = _whole_volume_features(image, mask, PYRADIOMICS_LIKE)
+    monkeypatch.setattr(_extract, "_morph_shape", counted)
+    _assert_identical(extract_features_from_files(image, mask, settings=PYRADIOMICS_LIKE),
+                      expected)
+    assert calls == [True]
+
+
+def test_a_mask_of_another_spacing_gets_the_images_morphology(tmp_path):
+    """The early morphology uses the mask file's spacing; the features use the image's,
+    so a mask written with another voxel size is measured again on the image's."""
+    image, mask = _case(tmp_path, 8)
+    roi = nib.load(mask)
+    nib.save(nib.Nifti1Image(np.asarray(roi.dataobj), np.diag([0.9 * -1, 0.7, 2.5, 1.0])),
+             mask)
+    from medimg_fast.io._nifti import read_nifti_roi
+
+    region = read_nifti_roi(image, mask, on_mask=lambda *args: args[3])
+    assert region is not None and region.early != region.spacing  # read on the box
+    _assert_identical(extract_features_from_files(image, mask, settings=PYRADIOMICS_LIKE),
+                      _whole_volume_features(image, mask, PYRADIOMICS_LIKE))

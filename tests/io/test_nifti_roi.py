@@ -197,3 +197,36 @@ def test_every_cut_of_the_box_matches(tmp_path):
         roi[tuple(index)] = 1
         mask = _write(tmp_path, f"mask{n}", roi, aff)
         _check_equals_whole_read(image, mask, margin=3)
+
+
+def test_on_mask_sees_the_regions_mask_before_the_image(tmp_path):
+    image_path, mask_path = _case_pair(tmp_path)
+    seen = []
+
+    def on_mask(mask, origin, shape, spacing):
+        seen.append((mask.copy(), origin, shape, spacing))
+        return "early result"
+
+    region = read_nifti_roi(image_path, mask_path, on_mask=on_mask)
+    assert region.early == "early result" and len(seen) == 1
+    mask, origin, shape, spacing = seen[0]
+    np.testing.assert_array_equal(mask, region.mask)
+    assert (origin, shape, spacing) == (region.origin, region.shape, region.spacing)
+    assert read_nifti_roi(image_path, mask_path).early is None
+
+
+def test_an_error_in_on_mask_reaches_the_caller(tmp_path):
+    image_path, mask_path = _case_pair(tmp_path)
+
+    def on_mask(*_):
+        raise RuntimeError("from on_mask")
+
+    with pytest.raises(RuntimeError, match="from on_mask"):
+        read_nifti_roi(image_path, mask_path, on_mask=on_mask)
+    assert read_nifti_roi(image_path, mask_path) is not None  # nothing left behind
+
+
+def _case_pair(folder):
+    aff = _affine((2, 0, 1), (1, -1, 1))
+    data = np.random.default_rng(7).integers(-1000, 1500, SHAPE).astype(np.int16)
+    return (_write(folder, "image", data, aff), _write(folder, "mask", _roi(3), aff))

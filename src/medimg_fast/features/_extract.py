@@ -169,17 +169,21 @@ def extract_features(image, mask=None, *, spacing=None, settings=None, backend="
         image, mask, morph_mask, spacing = pre.image, pre.int_mask, pre.morph_mask, pre.spacing
         out.update(pre.diagnostics or {})
     grid = BlockGrid(image, mask)
-    return _extract_grid(grid, image, mask, morph_mask, spacing, settings, kernels,
+    morph_grid = grid
+    if morph_mask is not mask and ("morph" in settings.families
+                                   or "dzm" in settings.families):
+        morph_grid = BlockGrid(image, morph_mask)
+    return _extract_grid(grid, morph_grid, (image, mask), spacing, settings, kernels,
                          filter_backend, out)
 
 
 def _box_suffices(settings) -> bool:
-    """Whether these settings read no voxel outside the ROI's bounding box: no image
-    processing (interpolation, re-segmentation, ... see the full volume), no local
-    intensity (its peak sphere reaches past the ROI), no filter bank (filters see the
-    whole image and its boundary)."""
-    return not (_needs_processing(settings) or "loc" in settings.families
-                or settings.filters)
+    """Whether these settings read no voxel outside the ROI's bounding box, widened by
+    the local-intensity sphere when asked: no interpolation (its grid is the whole
+    volume's), no diagnostics (they describe the whole image), no filter bank (filters
+    see the whole image and its boundary).  Rounding and re-segmentation act on each
+    voxel, or on the ROI's intensities alone, so they run on the box."""
+    return not (settings.resample_mm or settings.diagnostics or settings.filters)
 
 
 def extract_features_from_files(image_path, mask_path, *, settings=None, backend="auto"):
@@ -201,45 +205,88 @@ def extract_features_from_files(image_path, mask_path, *, settings=None, backend
 
     Notes
     -----
-    When the settings read nothing outside the ROI's bounding box (no image processing,
-    local intensity or filter bank) and both files are 3-D NIfTI volumes of one grid,
-    the mask is read first and the image only on the ROI's bounding box
-    (:func:`medimg_fast.io._nifti.read_nifti_roi`: a ``.nii.gz`` is inflated only up to
-    the box's last slab, and no whole-volume copy is made); every family then runs on
-    that box with the whole volume's origin and shape, so every value is the one of the
-    whole-volume call.  Other inputs are read whole.
+    When the settings read nothing outside the ROI's bounding box (no interpolation,
+    diagnostics or filter bank; rounding and re-segmentation act voxel by voxel and on
+    the ROI's intensities; the local intensity's sphere widens the box by its radius)
+    and both files are 3-D NIfTI volumes of one grid, the mask is read first and the
+    image only on that box (:func:`medimg_fast.io._nifti.read_nifti_roi`: a ``.nii.gz``
+    is inflated only up to the box's last slab, and no whole-volume copy is made); the
+    mask's morphology is computed while the image is inflated.  Every family then runs
+    on the box with the whole volume's origin and shape, so every value is the one of
+    the whole-volume call.  Other inputs are read whole.
     """
-    import os
-
     from medimg_fast.io import open_volume
 
     settings = FeatureSettings.coerce(settings)
-    paths = (os.fspath(image_path), os.fspath(mask_path))
-    region = None
-    if _box_suffices(settings) and all(p.endswith((".nii", ".nii.gz")) and os.path.isfile(p)
-                                       for p in paths):
-        from medimg_fast.io._nifti import read_nifti_roi
+    out = features_on_roi_box(image_path, mask_path, settings=settings, backend=backend)
+    if out is not None:
+        return out
+    image = open_volume(image_path)
+    mask = open_volume(mask_path)
+    return extract_features(image.data.compute(), mask.data.compute() > 0,
+                            spacing=image.spacing, settings=settings, backend=backend)
 
-        region = read_nifti_roi(*paths)
-    if region is None:
-        image = open_volume(image_path)
-        mask = open_volume(mask_path)
-        return extract_features(image.data.compute(), mask.data.compute() > 0,
-                                spacing=image.spacing, settings=settings, backend=backend)
-    spacing = _check_inputs(region.image, region.mask, region.spacing)
+
+def features_on_roi_box(image_path, mask_path, *, settings, backend="auto", nonzero=False):
+    """:func:`extract_features_from_files` read on the ROI's box, or None where that
+    does not apply (see its Notes): the caller then reads both volumes whole.
+    ``nonzero``: the ROI is the mask's voxels ``!= 0`` instead of ``> 0``."""
+    import os
+
+    from medimg_fast.io._nifti import read_nifti_roi
+
+    from ._local import SPHERE_RADIUS_MM
+
+    settings = FeatureSettings.coerce(settings)
+    paths = (os.fspath(image_path), os.fspath(mask_path))
+    if not (_box_suffices(settings) and all(p.endswith((".nii", ".nii.gz"))
+                                            and os.path.isfile(p) for p in paths)):
+        return None
     kernel_name, filter_backend = resolve_feature_backend(backend)
     kernels = kernels_for(kernel_name)
-    grid = BlockGrid.from_box(region.image, region.mask, region.origin, region.shape)
-    # no processing: the intensity and morphological masks are one (the same object)
-    return _extract_grid(grid, None, grid.mask, grid.mask, spacing, settings, kernels,
-                         filter_backend, {})
+    fams = settings.families
+
+    def shape_first(mask, origin, shape, spacing):
+        # the morphology of the mask while the image is inflated on another thread
+        # (re-segmentation keeps the morphological mask: it is this one)
+        if "morph" not in fams or kernels.name != "numba":
+            return None
+        grid = BlockGrid.from_box(mask, mask, origin, shape)
+        return spacing, _morph_shape(grid, spacing)
+
+    region = read_nifti_roi(*paths, margin_mm=SPHERE_RADIUS_MM if "loc" in fams else 0.0,
+                            on_mask=shape_first, nonzero=nonzero)
+    if region is None or ("loc" in fams and np.floor(
+            SPHERE_RADIUS_MM / np.asarray(region.spacing)).max() > region.margin):
+        return None  # (the image's voxels are smaller than the mask file's said)
+    spacing = _check_inputs(region.image, region.mask, region.spacing)
+    shape = None
+    if region.early is not None and region.early[0] == spacing:
+        shape = region.early[1]
+    image, mask = region.image, region.mask
+    morph_mask = mask
+    if _needs_processing(settings):
+        pre = _preprocess(image, mask, spacing, settings)
+        image, mask, morph_mask = pre.image, pre.int_mask, pre.morph_mask
+    grid = BlockGrid.from_box(image, mask, region.origin, region.shape)
+    morph_grid = grid
+    if morph_mask is not mask:
+        morph_grid = BlockGrid.from_box(image, morph_mask, region.origin, region.shape)
+    return _extract_grid(grid, morph_grid, (image, mask), spacing, settings, kernels,
+                         filter_backend, {}, morph_shape=shape)
 
 
-def _extract_grid(grid, image, mask, morph_mask, spacing, settings, kernels, filter_backend,
-                  out):
-    """Every family of ``settings`` on ``grid``, added to ``out`` (the whole-volume
-    ``image``/``mask``/``morph_mask`` serve the morphological mask, the local intensity
-    and the filter bank)."""
+def _extract_grid(grid, morph_grid, volume, spacing, settings, kernels, filter_backend, out,
+                  morph_shape=None):
+    """Every family of ``settings`` on ``grid`` (the intensity mask), added to ``out``.
+
+    ``morph_grid``: the grid of the morphological mask (``grid`` itself when the masks
+    are one); ``volume``: the ``(image, mask)`` arrays the local intensity and the filter
+    bank read (the whole volume, or a box that holds what they read);
+    ``morph_shape``: the :func:`_morph_shape` of ``morph_grid``, already computed (the
+    morphology then needs only the intensities, and the texture families get both
+    threads)."""
+    image, mask = volume
     fams = settings.families
     fast = _whole_compiled(grid, kernels)
     if fast and "stat" in fams:
@@ -253,25 +300,28 @@ def _extract_grid(grid, image, mask, morph_mask, spacing, settings, kernels, fil
         if "stat" in fams:
             out.update(intensity_statistics(grid, kernels, mom))
     morph = None
-    if "morph" in fams:
-        morph_grid = grid if morph_mask is mask else BlockGrid(image, morph_mask)
-        if fast:
-            # the compiled morphology is serial and releases the GIL: it runs on the
-            # other core while this thread counts texture and runs the filter bank
-            import concurrent.futures
+    # with the mask's morphology done, what is left of it is short unless Moran's I
+    # and Geary's C are due: it then runs after the texture families, which get both
+    # threads
+    short_morph = morph_shape is not None and not autocorrelation_fits(
+        mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
+    if "morph" in fams and fast and not short_morph:
+        # the compiled morphology is serial and releases the GIL: it runs on the
+        # other core while this thread counts texture and runs the filter bank
+        import concurrent.futures
 
-            pool = concurrent.futures.ThreadPoolExecutor(1)
-            morph = pool.submit(_morphology, morph_grid, grid, spacing, settings, kernels)
-            pool.shutdown(wait=False)
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        morph = pool.submit(_morphology, morph_grid, grid, spacing, settings, kernels,
+                            morph_shape)
+        pool.shutdown(wait=False)
     texture = {}
     if "ih" in fams or any(f in fams for f in TEXTURE_FAMILIES):
-        distance_grid = None
-        if "dzm" in fams and morph_mask is not mask:
-            distance_grid = morph_grid if "morph" in fams else BlockGrid(image, morph_mask)
-        texture = _texture(grid, kernels, mom, settings, distance_grid)
+        distance_grid = morph_grid if "dzm" in fams and morph_grid is not grid else None
+        texture = _texture(grid, kernels, mom, settings, distance_grid,
+                           parallel=short_morph)
     out.update({k: v for k, v in texture.items() if k.startswith(("ih_", "cm_"))})
     if "morph" in fams and morph is None:
-        out.update(_morphology(morph_grid, grid, spacing, settings, kernels))
+        out.update(_morphology(morph_grid, grid, spacing, settings, kernels, morph_shape))
     if morph is not None:
         out.update(morph.result())  # the serial path's order: morphology, then the rest
     if "loc" in fams:
@@ -432,7 +482,9 @@ def _distance_levels(grid, distance_grid, disc, kernels):
     return levels, morph
 
 
-def _texture(grid, kernels, mom, settings, distance_grid=None):
+def _texture(grid, kernels, mom, settings, distance_grid=None, *, parallel=False):
+    """The intensity histogram and texture families of ``grid``; ``parallel``: count
+    them on two threads whatever the ROI's size (the other core is otherwise idle)."""
     disc = Discretisation.from_settings(settings, mom.min, mom.max)
     ng = disc.n_levels
     fams = settings.families
@@ -481,7 +533,7 @@ def _texture(grid, kernels, mom, settings, distance_grid=None):
 
         results = _run_tasks([functools.partial(counted_with_formulas, t) for t in tasks],
                              parallel=kernels.name == "numba"
-                             and grid.mask.size >= _PARALLEL_FAMILIES_MIN)
+                             and (parallel or grid.mask.size >= _PARALLEL_FAMILIES_MIN))
         counts, formulas = {}, {}
         for family_counts, family_formulas in results:
             counts.update(family_counts)
@@ -622,13 +674,28 @@ def _keep(features, aggs):
 
 
 # -- morphology, local intensity, intensity-volume histogram ------------------------
-def _morphology(grid, int_grid, spacing, settings, kernels):
+def _reference_mm(grid, spacing):
+    """A fixed reference point near the volume's centre: it keeps the signed-volume
+    terms small."""
+    return np.floor(np.asarray(grid.shape) / 2.0) * np.asarray(spacing, np.float64)
+
+
+def _morph_shape(grid, spacing):
+    """The mask's part of the compiled morphology of a one-block ``grid``
+    (:func:`._morph_fast.morph_shape`)."""
+    from ._morph_fast import morph_shape
+
+    return morph_shape(grid.mask, grid.origin, spacing=np.asarray(spacing, np.float64),
+                       ref_mm=_reference_mm(grid, spacing))
+
+
+def _morphology(grid, int_grid, spacing, settings, kernels, shape=None):
     """Morphology of ``grid``'s (morphological) mask; the intensity-weighted features
-    (integrated intensity, Moran's I, Geary's C) over ``int_grid``'s intensity mask."""
+    (integrated intensity, Moran's I, Geary's C) over ``int_grid``'s intensity mask.
+    ``shape``: :func:`_morph_shape` of ``grid``, when already computed."""
     mom = roi_moments(grid, kernels)
     spacing_arr = np.asarray(spacing, np.float64)
-    # a fixed reference point near the volume's centre keeps the signed-volume terms small
-    ref_mm = np.floor(np.asarray(grid.shape) / 2.0) * spacing_arr
+    ref_mm = _reference_mm(grid, spacing_arr)
     # a Dask grid is not cropped to the ROI: its whole shape bounds the box.  With a
     # re-segmented intensity mask, intensity_morphology computes Moran's I and Geary's C
     # over that mask: samples of the morphological mask would only be discarded
@@ -636,10 +703,12 @@ def _morphology(grid, int_grid, spacing, settings, kernels):
         mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
     if _whole_compiled(grid, kernels):
         # one block: count cell configurations instead of building the mesh
-        from ._morph_fast import max_diameter, morph_whole
+        from ._morph_fast import max_diameter, with_intensities
 
-        part = morph_whole(grid.image, grid.mask, grid.origin, spacing=spacing_arr,
-                           ref_mm=ref_mm, gather_samples=gather)
+        if shape is None:
+            shape = _morph_shape(grid, spacing_arr)
+        part = with_intensities(shape, grid.image, grid.mask, grid.origin,
+                                gather_samples=gather)
         out = morphology_features(part, spacing_arr, max_diameter=max_diameter)
     else:
         def _block(image, mask, info):

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["mc_config_table", "morph_whole"]
+__all__ = ["mc_config_table", "morph_shape", "morph_whole", "with_intensities"]
 
 # corner bit of cell corner (dz, dy, dx): dz * 4 + dy * 2 + dx
 _N_CFG = 256
@@ -115,8 +115,8 @@ def _kernels():
         return counts, possum
 
     @numba.njit(cache=True, nogil=True)
-    def voxel_pass(mask, image):
-        """Position/intensity sums of the ROI and first/last ROI index on every grid line."""
+    def mask_pass(mask):
+        """Position sums of the ROI and first/last ROI index on every grid line."""
         nz, ny, nx = mask.shape
         f0 = np.full((ny, nx), -1, np.int64)
         l0 = np.full((ny, nx), -1, np.int64)
@@ -127,14 +127,11 @@ def _kernels():
         n = 0
         sidx = np.zeros(3, np.int64)
         souter = np.zeros((3, 3), np.int64)
-        sint = 0.0
-        sint_idx = np.zeros(3)
         for z in range(nz):
             for y in range(ny):
                 for x in range(nx):
                     if not mask[z, y, x]:
                         continue
-                    v = np.float64(image[z, y, x])
                     n += 1
                     sidx[0] += z
                     sidx[1] += y
@@ -145,10 +142,6 @@ def _kernels():
                     souter[1, 1] += y * y
                     souter[1, 2] += y * x
                     souter[2, 2] += x * x
-                    sint += v
-                    sint_idx[0] += v * z
-                    sint_idx[1] += v * y
-                    sint_idx[2] += v * x
                     if f0[y, x] < 0:
                         f0[y, x] = z
                     l0[y, x] = z
@@ -161,7 +154,25 @@ def _kernels():
         souter[1, 0] = souter[0, 1]
         souter[2, 0] = souter[0, 2]
         souter[2, 1] = souter[1, 2]
-        return n, sidx, souter, sint, sint_idx, (f0, l0, f1, l1, f2, l2)
+        return n, sidx, souter, (f0, l0, f1, l1, f2, l2)
+
+    @numba.njit(cache=True, nogil=True)
+    def intensity_pass(mask, image):
+        """Sum of the ROI intensities and of intensity times index (raster order)."""
+        nz, ny, nx = mask.shape
+        sint = 0.0
+        sint_idx = np.zeros(3)
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    if not mask[z, y, x]:
+                        continue
+                    v = np.float64(image[z, y, x])
+                    sint += v
+                    sint_idx[0] += v * z
+                    sint_idx[1] += v * y
+                    sint_idx[2] += v * x
+        return sint, sint_idx
 
     @numba.njit(cache=True, nogil=True)
     def line_points(first, last, na):
@@ -256,7 +267,8 @@ def _kernels():
             g0 = g1
         return keep
 
-    return cell_configs, voxel_pass, line_points, max_sq_distance, plane_hull_keep
+    return (cell_configs, mask_pass, line_points, max_sq_distance, plane_hull_keep,
+            intensity_pass)
 
 
 def hull_candidates(doubled: np.ndarray) -> np.ndarray:
@@ -292,23 +304,27 @@ def morph_whole(image, mask, origin, *, spacing, ref_mm, gather_samples):
     Notes
     -----
     Same partial as :func:`._morphology.morph_block` on the whole volume (see the module
-    docstring), its hull points being the hull vertices of the mesh vertices.
+    docstring), its hull points being the hull vertices of the mesh vertices.  It is
+    :func:`morph_shape` of the mask, then :func:`with_intensities` of the image.
     """
+    shape = morph_shape(mask, origin, spacing=spacing, ref_mm=ref_mm)
+    return with_intensities(shape, image, mask, origin, gather_samples=gather_samples)
+
+
+def morph_shape(mask, origin, *, spacing, ref_mm):
+    """The mask's part of :func:`morph_whole`: every field but the intensity sums (zero)
+    and the samples (None), so it can run before the image is read."""
     from ._morphology import MorphPartial
 
-    cell_configs, voxel_pass, line_points = _kernels()[:3]
+    cell_configs, mask_pass, line_points = _kernels()[:3]
     spacing = np.asarray(spacing, np.float64)
     o = np.asarray(origin, np.int64)
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
-    image = np.ascontiguousarray(image)
-    if image.dtype.kind not in "f":
-        image = image.astype(np.float64)
 
-    n, sidx_l, souter_l, sint, sint_idx_l, lines = voxel_pass(mask, image)
+    n, sidx_l, souter_l, lines = mask_pass(mask)
     # local -> global positions, exactly in int64
     sum_idx = sidx_l + n * o
     sum_outer = souter_l + np.outer(o, sidx_l) + np.outer(sidx_l, o) + n * np.outer(o, o)
-    sum_int_idx = sint_idx_l + sint * o.astype(np.float64)
 
     padded = np.pad(mask.view(np.uint8), 1)
     counts, possum = cell_configs(padded)
@@ -345,14 +361,31 @@ def morph_whole(image, mask, origin, *, spacing, ref_mm, gather_samples):
     else:
         hull = cand
 
+    return MorphPartial(
+        n=int(n), sum_idx=sum_idx, sum_outer=sum_outer, sum_int=0.0,
+        sum_int_idx=np.zeros(3), area=area, vol6=vol6, vmin=vmin, vmax=vmax,
+        hull_points=hull, samples_idx=None, samples_val=None, hull_stats=hull_stats,
+    )
+
+
+def with_intensities(shape, image, mask, origin, *, gather_samples):
+    """:func:`morph_shape`'s partial ``shape`` of ``mask`` completed with the intensity
+    sums of ``image`` (and the ROI samples for Moran's I / Geary's C when
+    ``gather_samples``): the partial of :func:`morph_whole`."""
+    import dataclasses
+
+    intensity_pass = _kernels()[5]
+    o = np.asarray(origin, np.int64)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    image = np.ascontiguousarray(image)
+    if image.dtype.kind not in "f":
+        image = image.astype(np.float64)
+    sint, sint_idx_l = intensity_pass(mask, image)
     samples_idx = samples_val = None
     if gather_samples:
         idx = np.nonzero(mask)
         samples_idx = np.stack(idx, axis=1).astype(np.int64) + o
         samples_val = np.asarray(image, np.float64)[mask]
-    return MorphPartial(
-        n=int(n), sum_idx=sum_idx, sum_outer=sum_outer, sum_int=float(sint),
-        sum_int_idx=sum_int_idx, area=area, vol6=vol6, vmin=vmin, vmax=vmax,
-        hull_points=hull, samples_idx=samples_idx, samples_val=samples_val,
-        hull_stats=hull_stats,
-    )
+    return dataclasses.replace(shape, sum_int=float(sint),
+                               sum_int_idx=sint_idx_l + sint * o.astype(np.float64),
+                               samples_idx=samples_idx, samples_val=samples_val)

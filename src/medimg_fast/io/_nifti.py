@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,13 +194,17 @@ class RoiRegion:
     ``image`` and ``mask`` are C-contiguous ``(z, y, x)`` arrays (the canonical
     orientation of :func:`read_nifti`, the image in its dtype, the mask bool); ``origin``
     is the box's first voxel index in the whole canonical volume of ``shape``;
-    ``spacing`` is the image's (canonical) voxel size in mm."""
+    ``spacing`` is the image's (canonical) voxel size in mm; ``early`` what the
+    ``on_mask`` callable of :func:`read_nifti_roi` returned (None without one);
+    ``margin`` the voxels the box was widened by on each side (before clipping)."""
 
     image: np.ndarray
     mask: np.ndarray
     origin: tuple
     shape: tuple
     spacing: tuple
+    early: object = None
+    margin: int = 0
 
 
 def _nifti_prefix(path, stop_fn, inflater=None):
@@ -358,9 +363,10 @@ def _data_end(stored_shape, k_stop):
     return stop
 
 
-def _read_mask(mask_path):
-    """``(mask > 0 on the stored axes, spacing, direction)`` of a 3-D mask file, or
-    ``(None, None, None)`` for another number of dimensions."""
+def _read_mask(mask_path, nonzero=False):
+    """``(mask > 0 on the stored axes, spacing, direction)`` of a 3-D mask file (``mask
+    != 0`` when ``nonzero``), or ``(None, None, None)`` for another number of
+    dimensions."""
     try:
         mask_img, mask_raw = _nifti_prefix(mask_path, None)
     except Exception as exc:  # nibabel raises several unrelated types for a bad header
@@ -371,11 +377,13 @@ def _read_mask(mask_path):
     m_dtype, _, _, _, _, m_spacing, m_direction, _ = _geometry(mask_img, mask_path)
     whole = tuple(slice(0, n) for n in stored_shape)
     try:
-        mask_stored = _stored_voxels(mask_img, mask_raw, whole, m_dtype) > 0
+        voxels = _stored_voxels(mask_img, mask_raw, whole, m_dtype)
+        mask_stored = voxels != 0 if nonzero else voxels > 0
     except (OSError, EOFError, ValueError) as exc:
         raise CorruptVolumeError(f"{mask_path}: NIfTI voxel data unreadable ({exc})") from exc
     if not mask_stored.any():
-        raise ValueError(f"the ROI is empty: {mask_path} has no voxel > 0")
+        raise ValueError(f"the ROI is empty: {mask_path} has no voxel "
+                         f"{'!= 0' if nonzero else '> 0'}")
     return mask_stored, m_spacing, m_direction
 
 
@@ -393,10 +401,23 @@ def _canonical_box(stored, box, stored_shape, spacing, axes):
     return array, origin, shape, tuple(np.asarray(spacing, np.float64)[new_order])
 
 
-def read_nifti_roi(image_path, mask_path, *, margin=0) -> RoiRegion | None:
+def read_nifti_roi(image_path, mask_path, *, margin=0, margin_mm=0.0, on_mask=None,
+                   nonzero=False) -> RoiRegion | None:
     """The image of ``image_path`` and the ROI ``mask > 0`` of ``mask_path`` on the
     ROI's bounding box widened by ``margin`` voxels, reading no more of the image than
     that box needs.
+
+    ``margin_mm`` widens it by at least that many millimetres along every axis at the
+    mask file's voxel size (``ceil(margin_mm / smallest spacing)`` voxels, when more
+    than ``margin``); the region's ``margin`` says how many voxels were used.
+    ``nonzero``: the ROI is ``mask != 0`` (as :func:`medimg_fast.io.open_mask` reads an
+    image mask) instead of ``mask > 0``.
+
+    ``on_mask(mask, origin, shape, spacing)``, when given, is called with the region's
+    mask, origin, volume shape and spacing as the mask file gives them, while the image
+    is still being inflated on another thread (work that needs the mask alone runs
+    then); its result is the region's ``early``.  The image's spacing may differ from
+    the mask's: the caller compares them.
 
     The values are those of :func:`read_nifti` (nibabel's scaling, the same dtype and
     canonical orientation) cropped to the box: the mask is read whole, its box found on
@@ -414,6 +435,8 @@ def read_nifti_roi(image_path, mask_path, *, margin=0) -> RoiRegion | None:
     image_path, mask_path = str(image_path), str(mask_path)
     if margin < 0:
         raise ValueError(f"`margin` must be non-negative, got {margin!r}")
+    if not margin_mm >= 0:
+        raise ValueError(f"`margin_mm` must be non-negative, got {margin_mm!r}")
     # the image's stream starts inflating now, on another thread, while the mask is read
     # and its box found
     try:
@@ -421,7 +444,9 @@ def read_nifti_roi(image_path, mask_path, *, margin=0) -> RoiRegion | None:
     except OSError as exc:
         raise CorruptVolumeError(f"{image_path}: not a readable NIfTI file ({exc})") from exc
     try:
-        mask_stored, m_spacing, m_direction = _read_mask(mask_path)
+        mask_stored, m_spacing, m_direction = _read_mask(mask_path, nonzero)
+        if mask_stored is not None and margin_mm > 0:
+            margin = max(int(margin), math.ceil(margin_mm / float(np.min(m_spacing))))
         box = None if mask_stored is None else _stored_bbox(mask_stored, int(margin))
     except BaseException:
         if inflater is not None:
@@ -434,6 +459,16 @@ def read_nifti_roi(image_path, mask_path, *, margin=0) -> RoiRegion | None:
     stored_shape = mask_stored.shape
     index = tuple(slice(a, b) for a, b in box)
     mask_axes = canonical_axes(m_spacing, m_direction)
+    roi, r_origin, r_shape, r_spacing = _canonical_box(mask_stored[index], box, stored_shape,
+                                                       m_spacing, mask_axes)
+    early = None
+    if on_mask is not None:
+        try:
+            early = on_mask(roi, r_origin, r_shape, r_spacing)
+        except BaseException:
+            if inflater is not None:
+                inflater.close()
+            raise
     try:
         img, img_raw = _nifti_prefix(image_path, _data_end(stored_shape, box[2][1]), inflater)
     except Exception as exc:  # nibabel raises several unrelated types for a bad header
@@ -450,5 +485,5 @@ def read_nifti_roi(image_path, mask_path, *, margin=0) -> RoiRegion | None:
         raise CorruptVolumeError(f"{image_path}: NIfTI voxel data unreadable ({exc})") from exc
     image, c_origin, c_shape, c_spacing = _canonical_box(image_stored, box, stored_shape,
                                                          spacing, axes)
-    roi = _canonical_box(mask_stored[index], box, stored_shape, spacing, axes)[0]
-    return RoiRegion(image=image, mask=roi, origin=c_origin, shape=c_shape, spacing=c_spacing)
+    return RoiRegion(image=image, mask=roi, origin=c_origin, shape=c_shape, spacing=c_spacing,
+                     early=early, margin=int(margin))
