@@ -361,17 +361,38 @@ def chunk_shape_for_budget(shape: tuple[int, ...], itemsize: int, budget: int,
 
 
 def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, dtype,
-                           budget: int) -> np.ndarray:
+                           budget: int, out=None, reuse=False) -> np.ndarray:
     """Filter a NumPy array too large for the memory budget chunk by chunk.
 
-    Same halo logic as Dask inputs (so the same result), computed with the synchronous
-    scheduler: the kernels are already parallel over cores.
+    Each block is read with its halo as :func:`map_with_halo` reads a block of a Dask
+    array (the same plan: :func:`_axis_plan`), so the result is the same; the blocks run
+    one after the other (the kernels are already parallel over cores) and each block's
+    own part goes straight into the result: ``out`` when given (C-contiguous, the
+    image's shape, ``dtype``), else a new array.  ``reuse``: ``block_function(block,
+    out=scratch)`` writes every block into one scratch array of the block's shape, so
+    fresh memory is touched once, not once per block.
     """
-    import dask.array as da
+    import itertools
 
+    depth = tuple(int(d) for d in depth)
     chunks = chunk_shape_for_budget(image.shape, np.dtype(dtype).itemsize, budget, depth)
-    lazy = da.from_array(image, chunks=chunks, asarray=True).astype(dtype)
-    return np.asarray(
-        map_with_halo(lazy, block_function, depth, mode=mode, dtype=dtype)
-        .compute(scheduler="synchronous")
-    )
+    result = np.empty(image.shape, dtype) if out is None else out
+    plans = []
+    for n, c, d in zip(image.shape, chunks, depth):
+        starts = range(0, n, c)
+        plans.append([(slice(a, min(a + c, n)),
+                       *_axis_plan(a, min(a + c, n), n, d, len(starts) == 1, mode))
+                      for a in starts])
+    scratch = None
+    for picked in itertools.product(*plans):
+        region = tuple(p[0] for p in picked)
+        block = _read_runs(image, tuple(p[1] for p in picked)).astype(dtype, copy=False)
+        if reuse:
+            block = np.ascontiguousarray(block)
+            if scratch is None or scratch.shape != block.shape:
+                scratch = np.empty(block.shape, dtype)
+            filtered = block_function(block, out=scratch)
+        else:
+            filtered = block_function(block)
+        result[region] = filtered[tuple(p[2] for p in picked)]
+    return result

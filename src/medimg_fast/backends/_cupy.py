@@ -6,6 +6,9 @@ CuPy, and it does so lazily, so ``import medimg_fast`` never needs a GPU.
 Our CUDA kernels (``kernels/*.cu``, :mod:`._cuda_kernels`) compile with nvcc and match
 scipy.ndimage in a CPU emulation, but have not yet run on a GPU; until they have, they
 are used only when ``MEDIMG_FAST_CUDA_KERNELS=1`` and the default is cupyx.scipy.ndimage.
+
+The primitives accept ``out`` and ignore it: they return new arrays, which the caller
+copies into its destination.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class CupyBackend(Backend):
     def xp(self):
         return _import_cupy()[0]
 
-    def correlate1d(self, image, weights, axis, mode, cval):
+    def correlate1d(self, image, weights, axis, mode, cval, out=None):
         own = _own_kernels()
         if own and own.supports("correlate1d", image, weights=weights, axis=axis):
             return own.correlate1d(image, weights, axis, mode, cval)
@@ -73,12 +76,12 @@ class CupyBackend(Backend):
         w = cupy.asarray(np.asarray(weights, dtype=np.float64))
         return cndi.correlate1d(image, w, axis=axis, output=image.dtype, mode=mode, cval=cval)
 
-    def correlate(self, image, weights, mode, cval):
+    def correlate(self, image, weights, mode, cval, out=None):
         cupy, cndi = _import_cupy()
         w = cupy.asarray(np.asarray(weights, dtype=np.float64))
         return cndi.correlate(image, w, output=image.dtype, mode=mode, cval=cval)
 
-    def rank_filter(self, image, footprint, rank, mode, cval):
+    def rank_filter(self, image, footprint, rank, mode, cval, out=None):
         own = _own_kernels()
         side = footprint.shape[0]
         if (own and footprint.all() and footprint.shape == (side,) * image.ndim
@@ -89,7 +92,7 @@ class CupyBackend(Backend):
         return cndi.rank_filter(image, rank, footprint=cupy.asarray(footprint),
                                 output=image.dtype, mode=mode, cval=cval)
 
-    def extremum_filter1d(self, image, size, axis, mode, cval, maximum):
+    def extremum_filter1d(self, image, size, axis, mode, cval, maximum, out=None):
         own = _own_kernels()
         if own and own.supports("extremum_filter1d", image, size=size, axis=axis):
             return own.extremum_filter1d(image, size, axis, mode, cval, maximum)
@@ -97,7 +100,7 @@ class CupyBackend(Backend):
         f = cndi.maximum_filter1d if maximum else cndi.minimum_filter1d
         return f(image, size, axis=axis, output=image.dtype, mode=mode, cval=cval)
 
-    def gradient_magnitude(self, image, kind, axes, mode, cval):
+    def gradient_magnitude(self, image, kind, axes, mode, cval, out=None):
         own = _own_kernels()
         if own and own.supports("gradient_magnitude", image, kind=kind):
             return own.gradient_magnitude(image, kind, axes, mode, cval)

@@ -42,31 +42,35 @@ class NumbaBackend(Backend):
 
         return numpy
 
-    def correlate1d(self, image, weights, axis, mode, cval):
-        return _kernels().correlate1d(image, weights, axis, MODE_CODES[mode], cval)
+    # every kernel writes into ``out`` when given one; the scipy fallbacks above 3-D
+    # return a new array (see the base class)
 
-    def correlate_separable(self, image, passes, mode, cval):
+    def correlate1d(self, image, weights, axis, mode, cval, out=None):
+        return _kernels().correlate1d(image, weights, axis, MODE_CODES[mode], cval, out=out)
+
+    def correlate_separable(self, image, passes, mode, cval, out=None):
         # the kernel fuses runs of passes (2-D/3-D) and runs any other pass alone
         return _kernels().correlate_separable(
             image, tuple(a for a, _ in passes), tuple(w for _, w in passes),
-            MODE_CODES[mode], cval)
+            MODE_CODES[mode], cval, out=out)
 
-    def correlate(self, image, weights, mode, cval):
+    def correlate(self, image, weights, mode, cval, out=None):
         if image.ndim > 3:  # the compiled kernels cover 1-D to 3-D; scipy does the rest
             return NumpyBackend().correlate(image, weights, mode, cval)
-        return _kernels().correlate(image, weights, MODE_CODES[mode], cval)
+        return _kernels().correlate(image, weights, MODE_CODES[mode], cval, out=out)
 
-    def rank_filter(self, image, footprint, rank, mode, cval):
+    def rank_filter(self, image, footprint, rank, mode, cval, out=None):
         if image.ndim > 3:
             return NumpyBackend().rank_filter(image, footprint, rank, mode, cval)
-        return _kernels().rank_filter(image, footprint, rank, MODE_CODES[mode], cval)
+        return _kernels().rank_filter(image, footprint, rank, MODE_CODES[mode], cval,
+                                      out=out)
 
-    def extremum_filter1d(self, image, size, axis, mode, cval, maximum):
+    def extremum_filter1d(self, image, size, axis, mode, cval, maximum, out=None):
         return _kernels().extremum_filter1d(image, size, axis, MODE_CODES[mode], cval,
-                                            maximum)
+                                            maximum, out=out)
 
-    def gradient_magnitude(self, image, kind, axes, mode, cval):
+    def gradient_magnitude(self, image, kind, axes, mode, cval, out=None):
         if image.ndim > 3:
             return NumpyBackend().gradient_magnitude(image, kind, axes, mode, cval)
         return _kernels().gradient_magnitude(image, _GRADIENT_KINDS[kind], tuple(axes),
-                                             MODE_CODES[mode], cval)
+                                             MODE_CODES[mode], cval, out=out)

@@ -313,7 +313,26 @@ def _check_image(image):
     return np.ascontiguousarray(image)
 
 
-def correlate1d(image, weights, axis, mode_code, cval):
+def _destination(image, out):
+    """Where a kernel writes its result: ``out`` once checked, or a new array like
+    ``image``.  ``out`` must be a writeable C-contiguous NumPy array of the image's shape
+    and dtype that does not overlap it (the kernels read neighbours of voxels already
+    written)."""
+    if out is None:
+        return np.empty_like(image)
+    if not isinstance(out, np.ndarray) or out.shape != image.shape \
+            or out.dtype != image.dtype:
+        raise ValueError(f"`out` must be a NumPy array of shape {image.shape} and dtype "
+                         f"{image.dtype}, got {type(out).__name__} of shape "
+                         f"{getattr(out, 'shape', None)} and dtype {getattr(out, 'dtype', None)}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("`out` must be C-contiguous and writeable")
+    if np.may_share_memory(out, image):
+        raise ValueError("`out` must not overlap `image`")
+    return out
+
+
+def correlate1d(image, weights, axis, mode_code, cval, out=None):
     """1-D correlation along ``axis`` (``scipy.ndimage.correlate1d``, origin 0).
 
     Parameters
@@ -328,18 +347,20 @@ def correlate1d(image, weights, axis, mode_code, cval):
         Boundary mode code from :mod:`medimg_fast._shared.boundary`.
     cval : float
         Value outside the array in constant mode.
+    out : ndarray, optional
+        Array to write the result into (see :func:`_destination`); default a new one.
 
     Returns
     -------
     ndarray
-        New array of the image's dtype and shape.
+        ``out``, or a new array of the image's dtype and shape.
     """
     image = _check_image(image)
     w64 = np.asarray(weights, dtype=np.float64)
     if w64.ndim != 1 or w64.size == 0:
         raise ValueError(f"`weights` must be a non-empty 1-D array, got shape {w64.shape}")
     view = _axis_view(image, axis)
-    out = np.empty_like(image)
+    out = _destination(image, out)
     if image.size == 0:
         return out
     outer, n, inner = view.shape
@@ -872,6 +893,7 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None,
     z_inner = bool(z_inner) and yblock < ny
     n_items = nz * -(-ny // yblock)
     block, n_blocks, n_workers, counter = _work_queue(n_items, _SWEEP_BLOCKS_PER_THREAD)
+    given = out
     out = np.empty_like(view) if out is None else out.reshape(view.shape)
     cval_flat = np.full(band * nx, cval, dtype=image.dtype)
     per_axis = []
@@ -879,10 +901,10 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None,
         per_axis += [taps, positions, w.size, symmetry]
     _launch(_separable_sweep, view, out, cval_flat, *per_axis, int(mode_code),
             image.dtype.type(cval), yblock, band, z_inner, block, n_blocks, n_workers, counter)
-    return out.reshape(image.shape)
+    return out.reshape(image.shape) if given is None else given
 
 
-def correlate_separable(image, axes, weights, mode_code, cval):
+def correlate_separable(image, axes, weights, mode_code, cval, out=None):
     """1-D correlations along ``axes`` in order, fused into as few sweeps as possible.
 
     Equal, bit for bit, to ``correlate1d(image, weights[i], axes[i], ...)`` applied in
@@ -903,11 +925,13 @@ def correlate_separable(image, axes, weights, mode_code, cval):
         Boundary mode code from :mod:`medimg_fast._shared.boundary`.
     cval : float
         Value outside the array in constant mode.
+    out : ndarray, optional
+        Array to write the result into (see :func:`_destination`); default a new one.
 
     Returns
     -------
     ndarray
-        New array of the image's dtype and shape.
+        ``out``, or a new array of the image's dtype and shape.
     """
     image = _check_image(image)
     axes = tuple(axes)
@@ -927,7 +951,9 @@ def correlate_separable(image, axes, weights, mode_code, cval):
             raise ValueError(f"`weights` must be non-empty 1-D arrays, got shape {w64.shape}")
         passes.append((int(axis) % ndim, w64))
     if image.size == 0 or not passes:
-        return image.copy()
+        out = _destination(image, out)
+        out[...] = image
+        return out
     runs = [[passes[0]]]
     for p in passes[1:]:
         if p[0] > runs[-1][-1][0]:
@@ -937,13 +963,14 @@ def correlate_separable(image, axes, weights, mode_code, cval):
     result = image
     scratch = _Scratch(image) if len(runs) > 1 else None
     for i, run in enumerate(runs):
+        last = i == len(runs) - 1  # only the last pass writes into ``out``
         if len(run) == 1 or ndim > 3:
-            for axis, w64 in run:
-                result = correlate1d(result, w64, axis, mode_code, cval)
+            for j, (axis, w64) in enumerate(run):
+                result = correlate1d(result, w64, axis, mode_code, cval,
+                                     out=out if last and j == len(run) - 1 else None)
         else:
-            last = i == len(runs) - 1
             result = _sweep(result, run, mode_code, cval,
-                            out=None if last else scratch.take(result))
+                            out=_destination(result, out) if last else scratch.take(result))
     if scratch is not None:
         scratch.release()
     return result
@@ -1053,7 +1080,7 @@ def _extremum1d_strided(src, out, cval_row, size, maximum, mode, xblock, n_xbloc
                         orow[x] = min(r, v)
 
 
-def extremum_filter1d(image, size, axis, mode_code, cval, maximum):
+def extremum_filter1d(image, size, axis, mode_code, cval, maximum, out=None):
     """Running minimum or maximum of ``size`` samples along ``axis``.
 
     The window of output ``i`` is ``[i - size//2, i - size//2 + size)``, as in
@@ -1073,18 +1100,20 @@ def extremum_filter1d(image, size, axis, mode_code, cval, maximum):
         Value outside the array in constant mode.
     maximum : bool
         True for the running maximum, False for the minimum.
+    out : ndarray, optional
+        Array to write the result into (see :func:`_destination`); default a new one.
 
     Returns
     -------
     ndarray
-        New array of the image's dtype and shape.
+        ``out``, or a new array of the image's dtype and shape.
     """
     image = _check_image(image)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"`size` must be a positive integer, got {size!r}")
     size = int(size)
     view = _axis_view(image, axis)
-    out = np.empty_like(image)
+    out = _destination(image, out)
     if image.size == 0:
         return out
     outer, n, inner = view.shape
@@ -1154,7 +1183,7 @@ def _correlate_nd(img, out, shape_k, tap_row, tap_dx, tap_w, used, mode, cval, b
                     orow[x] += src[x] * wt
 
 
-def correlate(image, weights, mode_code, cval):
+def correlate(image, weights, mode_code, cval, out=None):
     """N-D correlation (``scipy.ndimage.correlate``, origin 0), for 1-D to 3-D images.
 
     Parameters
@@ -1168,16 +1197,18 @@ def correlate(image, weights, mode_code, cval):
         Boundary mode code from :mod:`medimg_fast._shared.boundary`.
     cval : float
         Value outside the array in constant mode.
+    out : ndarray, optional
+        Array to write the result into (see :func:`_destination`); default a new one.
 
     Returns
     -------
     ndarray
-        New array of the image's dtype and shape.
+        ``out``, or a new array of the image's dtype and shape.
     """
     image = _check_image(image)
     w64 = np.asarray(weights, dtype=np.float64)
     img3, w3 = _as_3d(image, w64)
-    out = np.empty_like(image)
+    out = _destination(image, out)
     if image.size == 0:
         return out
     tap_row, tap_dx, used = _taps(np.abs(w3) > _DBL_EPSILON)
@@ -1410,7 +1441,7 @@ def _median_box_3x3(img, out, mode, cval, block, n_blocks):
 _MEDIAN_BOX_KERNELS = {(3, 3, 3): _median_box_3x3x3, (1, 3, 3): _median_box_3x3}
 
 
-def rank_filter(image, footprint, rank, mode_code, cval):
+def rank_filter(image, footprint, rank, mode_code, cval, out=None):
     """Rank filter over a boolean footprint (``scipy.ndimage.rank_filter``, origin 0).
 
     Parameters
@@ -1426,11 +1457,13 @@ def rank_filter(image, footprint, rank, mode_code, cval):
         Boundary mode code from :mod:`medimg_fast._shared.boundary`.
     cval : float
         Value outside the array in constant mode.
+    out : ndarray, optional
+        Array to write the result into (see :func:`_destination`); default a new one.
 
     Returns
     -------
     ndarray
-        New array of the image's dtype and shape.
+        ``out``, or a new array of the image's dtype and shape.
     """
     image = _check_image(image)
     fp = np.asarray(footprint).astype(bool)
@@ -1441,7 +1474,7 @@ def rank_filter(image, footprint, rank, mode_code, cval):
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) \
             or not 0 <= rank < count:
         raise ValueError(f"`rank` must be an integer in [0, {count}), got {rank!r}")
-    out = np.empty_like(image)
+    out = _destination(image, out)
     if image.size == 0:
         return out
     tap_row, tap_dx, used = _taps(fp3)
@@ -1720,7 +1753,7 @@ def _gradient_magnitude_3d(img, out, s, use_z, use_y, use_x, mode, cval, block, 
                     out[z, y, x] = np.sqrt(acc)
 
 
-def gradient_magnitude(image, kind_code, axes, mode_code, cval):
+def gradient_magnitude(image, kind_code, axes, mode_code, cval, out=None):
     """Fused Sobel/Prewitt gradient magnitude ``sqrt(sum_a d_a**2)``.
 
     ``d_a`` equals ``scipy.ndimage.sobel(image, axis=a)`` (``prewitt`` for
@@ -1739,11 +1772,13 @@ def gradient_magnitude(image, kind_code, axes, mode_code, cval):
         Boundary mode code from :mod:`medimg_fast._shared.boundary`.
     cval : float
         Value outside the array in constant mode.
+    out : ndarray, optional
+        Array to write the result into (see :func:`_destination`); default a new one.
 
     Returns
     -------
     ndarray
-        New array of the image's dtype and shape.
+        ``out``, or a new array of the image's dtype and shape.
     """
     image = _check_image(image)
     if kind_code not in (0, 1):
@@ -1758,7 +1793,7 @@ def gradient_magnitude(image, kind_code, axes, mode_code, cval):
         if wanted[a % ndim]:
             raise ValueError(f"`axes` must not repeat an axis, got {axes!r}")
         wanted[a % ndim] = True
-    out = np.empty_like(image)
+    out = _destination(image, out)
     if image.size == 0:
         return out
     dtype = image.dtype.type

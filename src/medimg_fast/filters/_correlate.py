@@ -27,7 +27,8 @@ def _check_weights(weights, ndim: int, axes: tuple[int, ...]) -> np.ndarray:
 
 
 @scipy_output
-def correlate(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
+def correlate(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto",
+              out=None):
     """Multidimensional correlation: ``out[i] = sum_k weights[k] * image[i + k - c]``.
 
     Parameters
@@ -57,12 +58,15 @@ def correlate(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="a
     axes = normalize_axes(axes, image.ndim)
     w = _check_weights(weights, image.ndim, axes)
     depth = tuple(s // 2 for s in w.shape)
-    return apply_filter(image, lambda engine, block: engine.correlate(block, w, mode, cval),
-                        depth, mode=mode, backend=backend)
+    def op(engine, block, out=None):
+        return engine.correlate(block, w, mode, cval, out=out)
+
+    return apply_filter(image, op, depth, mode=mode, backend=backend, out=out)
 
 
 @scipy_output
-def convolve(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
+def convolve(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="auto",
+             out=None):
     """Multidimensional convolution, with scipy.ndimage's centring for even-sized weights.
 
     Notes
@@ -86,4 +90,5 @@ def convolve(image, weights, *, mode="reflect", cval=0.0, axes=None, backend="au
         w = w[(slice(None, None, -1),) * w.ndim]
         pad = [(1, 0) if s % 2 == 0 else (0, 0) for s in w.shape]
         w = np.pad(w, pad)
-    return correlate(image, w, mode=mode, cval=cval, axes=axes, backend=backend)
+    # ``out`` (a destination the kernel can fill) goes on as correlate's ``output``
+    return correlate(image, w, mode=mode, cval=cval, axes=axes, backend=backend, output=out)

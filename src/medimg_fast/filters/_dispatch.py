@@ -8,6 +8,11 @@ of every axis.  This module decides where the work runs:
 * Dask in, lazy Dask out, exact across chunks (:func:`medimg_fast.chunking.map_with_halo`);
 * CuPy in, CuPy out; a NumPy-backed Dask array with ``backend="cupy"`` moves each chunk
   to the device once and brings the result back.
+
+scipy.ndimage's ``output=`` array (:func:`scipy_output`): where a NumPy image is filtered
+whole on a CPU backend and ``output`` can take the kernel's writes
+(:func:`direct_output`), the filter's ``op`` gets it as ``out`` and the backend may write
+its result there; the result is copied into ``output`` only when it is another array.
 """
 
 from __future__ import annotations
@@ -48,11 +53,19 @@ def as_array(image, name: str = "image"):
     return image
 
 
+def copy_block(block, out=None):
+    """``block`` copied (an op's identity), into ``out`` when given."""
+    if out is None:
+        return block.copy()
+    out[...] = block
+    return out
+
+
 def common_options(mode, cval):
     return normalize_mode(mode), check_cval(cval)
 
 
-def apply_filter(image, op, depth, *, mode: str, backend: str = "auto"):
+def apply_filter(image, op, depth, *, mode: str, backend: str = "auto", out=None):
     """Run ``op`` over ``image`` on the chosen backend; return the same kind of array.
 
     Parameters
@@ -68,29 +81,41 @@ def apply_filter(image, op, depth, *, mode: str, backend: str = "auto"):
         Boundary rule at the faces of the whole array (``op`` applies it, with its cval).
     backend : str
         A registry name or "auto".
+    out : numpy.ndarray, optional
+        A destination from :func:`direct_output`.  Where ``image`` is a NumPy array
+        filtered whole on a CPU backend, ``op`` is called as ``op(backend, block,
+        out=out)`` and may return ``out`` filled; a NumPy array larger than the memory
+        budget is filtered block by block into ``out``
+        (:func:`medimg_fast.chunking.filter_numpy_in_chunks`); for Dask and CuPy images
+        ``out`` is not used (the caller copies the result).  ``op`` must accept ``out``
+        when one is given.
     """
     kind = array_kind(image)
     on_gpu = kind in ("cupy", "dask-cupy")
     engine = resolve_backend(backend, on_gpu=on_gpu)
     dtype = supported_float_type(image.dtype)
 
-    def block_function(block):
+    def block_function(block, out=None):
         block = engine.asarray(block)
         block = engine.xp.ascontiguousarray(block, dtype=dtype)
-        out = op(engine, block)
+        result = op(engine, block) if out is None else op(engine, block, out=out)
         if engine.on_gpu and not on_gpu:  # host chunk filtered on the device
-            out = out.get()
-        return out
+            result = result.get()
+        return result
 
     if kind == "numpy":
         image = np.asarray(image)
         budget = chunking.memory_budget()
         # input, output and two temporaries of the working dtype
         if image.size * dtype.itemsize * 4 > budget and image.ndim > 0:
+            # each block into the result (``out`` when given); an op that takes ``out``
+            # writes every block into one scratch block
+            takes_out = not engine.on_gpu and "out" in inspect.signature(op).parameters
             return chunking.filter_numpy_in_chunks(
                 image, block_function, depth, mode=mode, dtype=dtype, budget=budget,
+                out=out, reuse=takes_out,
             )
-        return block_function(image)
+        return block_function(image, out=None if engine.on_gpu else out)
     if kind == "cupy":
         return block_function(image)
 
@@ -110,8 +135,31 @@ _OUTPUT_DOC = """    output : dtype or array, optional
 """
 
 
+def direct_output(output, image):
+    """``output`` when a kernel may write a filter's result into it directly, else None.
+
+    That is a writeable, C-contiguous NumPy array of the image's shape in the working
+    dtype (:func:`supported_float_type`), where the image is a NumPy array it does not
+    overlap: the kernels read neighbours of voxels they have already written, so
+    ``output=image`` (or any view of it) takes the copy path, which gives scipy's values.
+    Whether the image is then filtered whole is :func:`apply_filter`'s decision.
+    """
+    if not (isinstance(output, np.ndarray) and isinstance(image, np.ndarray)):
+        return None
+    try:
+        dtype = supported_float_type(image.dtype)
+    except TypeError:  # the filter reports it
+        return None
+    if (output.shape != image.shape or output.dtype != dtype
+            or not output.flags.c_contiguous or not output.flags.writeable
+            or np.may_share_memory(output, image)):
+        return None
+    return output
+
+
 def with_output(result, output, image):
-    """``result`` in scipy's ``output`` form: None (unchanged), a dtype, or an array."""
+    """``result`` in scipy's ``output`` form: None (unchanged), a dtype, or an array
+    (filled, unless the filter has already written ``result`` into it)."""
     if output is None:
         return result
     is_array = (not isinstance(output, (type, np.dtype, str)) and hasattr(output, "shape")
@@ -126,7 +174,8 @@ def with_output(result, output, image):
         if _is_cupy(output) != _is_cupy(result):
             raise TypeError("`output` must be the same kind of array as the image "
                             f"({type(result).__name__}), got {type(output).__name__}")
-        output[...] = result
+        if result is not output:
+            _fill(output, result)
         return output
     try:
         dtype = np.dtype(output)
@@ -135,14 +184,30 @@ def with_output(result, output, image):
     return result.astype(dtype)
 
 
+def _fill(output, result):
+    """The copy of a result into the caller's ``output`` (one place, which the tests watch)."""
+    output[...] = result
+
+
 def scipy_output(func):
-    """Give a filter scipy.ndimage's keyword ``output=`` (see :func:`with_output`)."""
+    """Give a filter scipy.ndimage's keyword ``output=`` (see :func:`with_output`).
+
+    A ``func`` with a keyword ``out`` (not public: the wrapper's signature drops it) is
+    handed :func:`direct_output`'s destination and passes it on to :func:`apply_filter`.
+    """
+    sig = inspect.signature(func)
+    takes_out = "out" in sig.parameters
+
     @functools.wraps(func)
     def wrapper(image, *args, output=None, **kwargs):
+        if "out" in kwargs:
+            raise TypeError(f"{func.__name__}() got an unexpected keyword argument 'out' "
+                            "(scipy.ndimage's name is `output`)")
+        if takes_out:
+            kwargs["out"] = direct_output(output, image)
         return with_output(func(image, *args, **kwargs), output, image)
 
-    sig = inspect.signature(func)
-    params = list(sig.parameters.values())
+    params = [p for p in sig.parameters.values() if p.name != "out"]
     params.append(inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=None))
     wrapper.__signature__ = sig.replace(parameters=params)
     if func.__doc__ and "\n    Returns\n" in func.__doc__:

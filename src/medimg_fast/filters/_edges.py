@@ -21,7 +21,7 @@ def _check_axis(axis, ndim: int) -> int:
     return int(axis) % ndim
 
 
-def _edge(kind, image, axis, mode, cval, axes, backend):
+def _edge(kind, image, axis, mode, cval, axes, backend, out):
     image = as_array(image)
     mode, cval = common_options(mode, cval)
     axis = _check_axis(axis, image.ndim)
@@ -29,13 +29,14 @@ def _edge(kind, image, axis, mode, cval, axes, backend):
     if axis not in axes:
         raise ValueError(f"`axis` {axis} must be one of the filtered `axes` {axes}")
     depth = tuple(1 if a in axes else 0 for a in range(image.ndim))
-    return apply_filter(
-        image, lambda engine, block: edge_derivative(engine, block, kind, axis, axes, mode, cval),
-        depth, mode=mode, backend=backend)
+    def op(engine, block, out=None):
+        return edge_derivative(engine, block, kind, axis, axes, mode, cval, out=out)
+
+    return apply_filter(image, op, depth, mode=mode, backend=backend, out=out)
 
 
 @scipy_output
-def sobel(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
+def sobel(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto", out=None):
     """Sobel derivative along ``axis``: ``[-1, 0, 1]`` along it, ``[1, 2, 1]`` along the others.
 
     Parameters
@@ -62,11 +63,12 @@ def sobel(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"
     >>> float(sobel(ramp, axis=1, backend="numpy")[2, 2])
     8.0
     """
-    return _edge("sobel", image, axis, mode, cval, axes, backend)
+    return _edge("sobel", image, axis, mode, cval, axes, backend, out)
 
 
 @scipy_output
-def prewitt(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
+def prewitt(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="auto",
+            out=None):
     """Prewitt derivative along ``axis``: ``[-1, 0, 1]`` along it, ``[1, 1, 1]`` along the others.
 
     Parameters and returns as :func:`sobel`.
@@ -79,7 +81,7 @@ def prewitt(image, axis=-1, *, mode="reflect", cval=0.0, axes=None, backend="aut
     >>> float(prewitt(ramp, axis=1, backend="numpy")[2, 2])
     6.0
     """
-    return _edge("prewitt", image, axis, mode, cval, axes, backend)
+    return _edge("prewitt", image, axis, mode, cval, axes, backend, out)
 
 
 @scipy_output
@@ -120,7 +122,8 @@ def laplace(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
 
 
 @scipy_output
-def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
+def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="auto",
+                       out=None):
     """Sobel gradient magnitude: ``sqrt(sum_a sobel(image, a)^2)`` over the filtered axes.
 
     Parameters
@@ -153,10 +156,11 @@ def gradient_magnitude(image, *, mode="reflect", cval=0.0, axes=None, backend="a
     axes = normalize_axes(axes, image.ndim)
     depth = tuple(1 if a in axes else 0 for a in range(image.ndim))
 
-    def op(engine, block):
+    def op(engine, block, out=None):
         if len(axes) == block.ndim:
-            return engine.gradient_magnitude(block, "sobel", axes, mode, cval)
+            return engine.gradient_magnitude(block, "sobel", axes, mode, cval, out=out)
+        # composed from 1-D passes: a new array, which the caller copies into ``out``
         return separable_gradient_magnitude(engine, block, "sobel", axes, mode, cval,
                                             smooth_axes=axes)
 
-    return apply_filter(image, op, depth, mode=mode, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend, out=out)

@@ -9,7 +9,7 @@ import numpy as np
 from .._shared.boundary import MODE_CODES
 from .._shared.gaussian import gaussian_kernel1d, gaussian_radius
 from .._shared.utils import check_truncate, normalize_axes, per_axis
-from ._dispatch import apply_filter, as_array, common_options, scipy_output
+from ._dispatch import apply_filter, as_array, common_options, copy_block, scipy_output
 
 #: sigmas at or below this are "no smoothing" along that axis, as in scipy.ndimage
 _SIGMA_EPS = 1e-15
@@ -55,7 +55,7 @@ def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, radius=None):
 
 @scipy_output
 def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate=4.0,
-                    axes=None, spacing=None, backend="auto", radius=None):
+                    axes=None, spacing=None, backend="auto", radius=None, out=None):
     """Multidimensional Gaussian filter (or Gaussian derivative).
 
     Parameters
@@ -115,10 +115,12 @@ def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate
     mode, cval = common_options(mode, cval)
     passes, depth = gaussian_passes(image.ndim, sigma, order, truncate, axes, spacing, radius)
 
-    def op(engine, block):
-        return engine.correlate_separable(block, passes, mode, cval) if passes else block.copy()
+    def op(engine, block, out=None):
+        if not passes:
+            return copy_block(block, out)
+        return engine.correlate_separable(block, passes, mode, cval, out=out)
 
-    return apply_filter(image, op, depth, mode=mode, backend=backend)
+    return apply_filter(image, op, depth, mode=mode, backend=backend, out=out)
 
 
 def _derivative_terms(ndim, sigma, truncate, axes, spacing, derivative_order, radius=None):

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .._shared.utils import normalize_axes, per_axis
-from ._dispatch import apply_filter, as_array, common_options, scipy_output
+from ._dispatch import apply_filter, as_array, common_options, copy_block, scipy_output
 
 
 def _footprint(ndim: int, size, footprint, axes):
@@ -40,7 +40,8 @@ def _footprint(ndim: int, size, footprint, axes):
 
 
 @scipy_output
-def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backend="auto"):
+def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backend="auto",
+                   out=None):
     """Mean over a box of ``size`` voxels per filtered axis.
 
     Parameters
@@ -77,35 +78,40 @@ def uniform_filter(image, size=3, *, mode="reflect", cval=0.0, axes=None, backen
     for a, s in zip(axes, sizes):
         depth[a] = int(s) // 2
 
-    def op(engine, block):
-        return engine.correlate_separable(block, passes, mode, cval) if passes else block.copy()
+    def op(engine, block, out=None):
+        if not passes:
+            return copy_block(block, out)
+        return engine.correlate_separable(block, passes, mode, cval, out=out)
 
-    return apply_filter(image, op, tuple(depth), mode=mode, backend=backend)
+    return apply_filter(image, op, tuple(depth), mode=mode, backend=backend, out=out)
 
 
 def _rank_op(footprint, is_box, which, mode, cval):
     count = int(footprint.sum())
     rank = {"median": count // 2, "minimum": 0, "maximum": count - 1}[which]
 
-    def op(engine, block):
+    def op(engine, block, out=None):
         if which != "median" and is_box:  # min/max of a box is separable
-            for axis, length in enumerate(footprint.shape):
-                if length > 1:
-                    block = engine.extremum_filter1d(block, length, axis, mode, cval,
-                                                     which == "maximum")
-            return block if footprint.size > 1 else block.copy()
-        return engine.rank_filter(block, footprint, rank, mode, cval)
+            runs = [(axis, length) for axis, length in enumerate(footprint.shape) if length > 1]
+            if not runs:
+                return copy_block(block, out)
+            for i, (axis, length) in enumerate(runs):
+                block = engine.extremum_filter1d(block, length, axis, mode, cval,
+                                                 which == "maximum",
+                                                 out=out if i == len(runs) - 1 else None)
+            return block
+        return engine.rank_filter(block, footprint, rank, mode, cval, out=out)
 
     return op
 
 
-def _rank_filter(which, image, size, footprint, mode, cval, axes, backend):
+def _rank_filter(which, image, size, footprint, mode, cval, axes, backend, out):
     image = as_array(image)
     mode, cval = common_options(mode, cval)
     fp, is_box = _footprint(image.ndim, size, footprint, axes)
     depth = tuple(s // 2 for s in fp.shape)
     return apply_filter(image, _rank_op(fp, is_box, which, mode, cval), depth, mode=mode,
-                        backend=backend)
+                        backend=backend, out=out)
 
 
 _RANK_DOC = """{title}
@@ -139,18 +145,18 @@ _RANK_DOC = """{title}
 
 
 def median_filter(image, size=None, footprint=None, *, mode="reflect", cval=0.0, axes=None,
-                  backend="auto"):
-    return _rank_filter("median", image, size, footprint, mode, cval, axes, backend)
+                  backend="auto", out=None):
+    return _rank_filter("median", image, size, footprint, mode, cval, axes, backend, out)
 
 
 def minimum_filter(image, size=None, footprint=None, *, mode="reflect", cval=0.0, axes=None,
-                   backend="auto"):
-    return _rank_filter("minimum", image, size, footprint, mode, cval, axes, backend)
+                   backend="auto", out=None):
+    return _rank_filter("minimum", image, size, footprint, mode, cval, axes, backend, out)
 
 
 def maximum_filter(image, size=None, footprint=None, *, mode="reflect", cval=0.0, axes=None,
-                   backend="auto"):
-    return _rank_filter("maximum", image, size, footprint, mode, cval, axes, backend)
+                   backend="auto", out=None):
+    return _rank_filter("maximum", image, size, footprint, mode, cval, axes, backend, out)
 
 
 median_filter.__doc__ = _RANK_DOC.format(
