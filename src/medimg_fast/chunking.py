@@ -377,6 +377,15 @@ def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, dt
     depth = tuple(int(d) for d in depth)
     chunks = chunk_shape_for_budget(image.shape, np.dtype(dtype).itemsize, budget, depth)
     result = np.empty(image.shape, dtype) if out is None else out
+    if (reuse and tuple(chunks[1:]) == tuple(image.shape[1:]) and mode not in _PADDED_MODES
+            and image.dtype == dtype and image.flags.c_contiguous
+            and result.flags.c_contiguous):
+        # the slab and its result are views: only the two temporaries count, so the
+        # slabs may be twice as thick (fewer halo planes computed twice)
+        thickness = chunk_shape_for_budget(image.shape, np.dtype(dtype).itemsize,
+                                           2 * budget, depth)[0]
+        _slabs_in_place(image, block_function, depth[0], thickness, result)
+        return result
     plans = []
     for n, c, d in zip(image.shape, chunks, depth):
         starts = range(0, n, c)
@@ -396,3 +405,21 @@ def filter_numpy_in_chunks(image: np.ndarray, block_function, depth, *, mode, dt
             filtered = block_function(block)
         result[region] = filtered[tuple(p[2] for p in picked)]
     return result
+
+
+def _slabs_in_place(image, block_function, depth, thickness, result):
+    """:func:`filter_numpy_in_chunks` for blocks that are slabs of whole planes (C order):
+    each slab and its halo is a view of ``image``, and the kernel writes its result
+    straight into the same planes of ``result`` (``out=`` a view), halo planes too.  The
+    halo planes before a slab hold the previous slab's finished planes: they are saved
+    first and put back after (``depth`` planes); those after it are finished by the next
+    slab.  No whole-result copy, the same values."""
+    n = image.shape[0]
+    for start in range(0, n, thickness):
+        stop = min(start + thickness, n)
+        lo, hi = max(0, start - depth), min(n, stop + depth)
+        kept = result[lo:start].copy()
+        filtered = block_function(image[lo:hi], out=result[lo:hi])
+        if filtered is not None and not np.shares_memory(filtered, result):
+            result[lo:hi] = filtered  # a backend that returns a new array
+        result[lo:start] = kept
