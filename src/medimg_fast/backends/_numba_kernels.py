@@ -768,8 +768,17 @@ def _separable_sweep(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, sym_y, 
                 else:
                     rows_flat = src_flat
                     base = z * ny * nx
-                for ya in range(y0, y1, band):
-                    yb = min(y1, ya + band)
+                # bands, cut where the y window of a row starts or stops leaving a
+                # direct plane: the rows near its faces are extended row by row, the
+                # others go in whole bands (a band that held both would go row by row)
+                f0 = y0
+                f1 = y1
+                if not local:
+                    f0 = min(max(y0, cy), y1)
+                    f1 = max(min(y1, ny - ry), f0)
+                ya = y0
+                while ya < y1:
+                    yb = min(f0 if ya < f0 else f1 if ya < f1 else y1, ya + band)
                     nrows = yb - ya
                     if has_y:
                         if has_x:
@@ -805,6 +814,7 @@ def _separable_sweep(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, sym_y, 
                         for r in range(nrows):
                             o = (z * ny + ya + r) * nx
                             out_flat[o:o + nx] = xbuf[r * m:r * m + nx]
+                    ya = yb
 
 
 #: Bytes of z-pass input (its 2r+1 planes' rows) that one worker keeps in its L2 cache.
