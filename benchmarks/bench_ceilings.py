@@ -22,9 +22,10 @@ Three reports, each a separate command (keep each under the benchmark lock):
               filter writes into one ``output=`` array per edge, allocated and touched
               before the timing (as the copy ceiling reuses its output), so no call
               faults in fresh result pages.  A volume larger than a quarter of the memory
-              budget (``MEDIMG_FAST_MEMORY_BUDGET``, default 2 GiB) is filtered in chunks,
-              which copies into ``output``; set the budget above ``16 * edge**3`` bytes to
-              time the whole-volume kernels.
+              budget (``MEDIMG_FAST_MEMORY_BUDGET``, default 2 GiB) is filtered in slabs
+              written into ``output``; set the budget above ``16 * edge**3`` bytes to
+              time the whole-volume kernels.  ``ceilings --reuse-output`` does the same
+              for the 256^3 table (scipy.ndimage gets an ``output=`` array too).
 
 Run (each under ``flock /tmp/medimg-bench.lock``)::
 
@@ -131,20 +132,35 @@ def numba_cases():
 
 
 def scipy_cases():
-    cases = {f"gaussian sigma={s:g}": (lambda x, s=s: ndi.gaussian_filter(x, s)) for s in SIGMAS}
-    cases["uniform size=5"] = lambda x: ndi.uniform_filter(x, 5)
-    cases["gradient magnitude"] = scipy_gradient_magnitude
+    """name -> call(x, output=None) (the gradient magnitude's output is its last step's)."""
+    cases = {f"gaussian sigma={s:g}": (lambda x, output=None, s=s: ndi.gaussian_filter(
+        x, s, output=output)) for s in SIGMAS}
+    cases["uniform size=5"] = lambda x, output=None: ndi.uniform_filter(x, 5, output=output)
+    cases["gradient magnitude"] = lambda x, output=None: _into(scipy_gradient_magnitude(x),
+                                                               output)
     return cases
+
+
+def _into(result, output):
+    if output is None:
+        return result
+    output[...] = result
+    return output
 
 
 def _fmt(spread):
     return " / ".join(f"{v / 1e6:7.0f}" for v in spread)
 
 
-def report_ceilings(rounds):
+def report_ceilings(rounds, reuse_output=False):
     x = volume(VOLUME_EDGE)
+    out = None
+    if reuse_output:
+        out = np.empty_like(x)
+        out.fill(0.0)
     print(f"# ceilings, {VOLUME_EDGE}^3 float32, numba threads "
-          f"{_numba_threads()}, load average before: {_load_average()}")
+          f"{_numba_threads()}, output {'reused (output=)' if reuse_output else 'new each call'}, "
+          f"load average before: {_load_average()}")
     gemm = gemm_rate()
     copy = copy_rate(x, max(rounds, 5))
     print(f"GEMM float32 {GEMM_EDGE}^2: {gemm[1] / 1e9:.1f} G multiply-adds/s median "
@@ -158,8 +174,8 @@ def report_ceilings(rounds):
     theirs = scipy_cases()
     rows = []
     for name, call in ours.items():
-        spread = _spread(x.size, _times(lambda call=call: call(x), rounds))
-        base = _spread(x.size, _times(lambda name=name: theirs[name](x),
+        spread = _spread(x.size, _times(lambda call=call: call(x, output=out), rounds))
+        base = _spread(x.size, _times(lambda name=name: theirs[name](x, output=out),
                                       2 if "gauss" in name else 3))
         if name.startswith("gaussian"):
             sigma = float(name.split("=")[1])
@@ -309,12 +325,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--edges", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     parser.add_argument("--reuse-output", action="store_true",
-                        help="scaling: pass one preallocated, touched output= per edge")
+                        help="ceilings, scaling: pass one preallocated, touched output=")
     parser.add_argument("--out-dir", type=Path, default=HERE,
                         help="scaling: folder for filter_scaling.csv/png (default benchmarks/)")
     args = parser.parse_args(argv)
     if args.report == "ceilings":
-        report_ceilings(args.rounds)
+        report_ceilings(args.rounds, args.reuse_output)
     elif args.report == "load":
         report_load(args.rounds)
     else:
