@@ -15,7 +15,8 @@ SETTINGS = {"families": ["morph", "stat", "ih", "cm", "rlm", "szm", "ngl", "ngt"
 AFFINE = np.array([[-0.8, 0, 0, 10.0], [0, 0.8, 0, -20.0], [0, 0, 2.0, 30.0], [0, 0, 0, 1]])
 
 
-def _pair(folder, *, mask_values=(1,), image_dtype=np.int16, mask_affine=AFFINE):
+def _pair(folder, *, mask_values=(1,), image_dtype=np.int16, mask_affine=AFFINE,
+          stored_dtype=None):
     rng = np.random.default_rng(5)
     shape = (48, 40, 24)
     grid = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
@@ -25,7 +26,10 @@ def _pair(folder, *, mask_values=(1,), image_dtype=np.int16, mask_affine=AFFINE)
     roi = r2 + 0.3 * rng.standard_normal(shape) < 1.0
     labels[roi] = rng.choice(np.asarray(mask_values, np.int16), size=int(roi.sum()))
     paths = folder / "image.nii.gz", folder / "mask.nii.gz"
-    nib.save(nib.Nifti1Image(image, AFFINE), paths[0])
+    nifti = nib.Nifti1Image(image, AFFINE)
+    if stored_dtype is not None:  # float values stored as integers with scl_slope/inter
+        nifti.set_data_dtype(stored_dtype)
+    nib.save(nifti, paths[0])
     nib.save(nib.Nifti1Image(labels, mask_affine), paths[1])
     return paths
 
@@ -71,6 +75,15 @@ def test_a_label_map_with_negative_labels_keeps_every_nonzero_voxel(tmp_path, mo
 def test_a_float_image_is_read_whole_for_its_nan_check(tmp_path, monkeypatch):
     row, taken, whole = _rows(_pair(tmp_path, image_dtype=np.float32), monkeypatch)
     assert taken == []  # not asked: the NaN check reads every voxel
+    _assert_identical(row, whole)
+
+
+def test_a_scaled_integer_image_is_read_on_its_box(tmp_path, monkeypatch):
+    """Stored as int16 with a scale, the image reads as floats that cannot be NaN."""
+    paths = _pair(tmp_path, image_dtype=np.float64, stored_dtype=np.int16)
+    assert nib.load(paths[0]).dataobj.slope not in (None, 1.0)
+    row, taken, whole = _rows(paths, monkeypatch)
+    assert taken == [True]
     _assert_identical(row, whole)
 
 

@@ -498,7 +498,7 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
                 f"{tuple(data.shape)}" + ("; set volume_index= to pick one volume of a 4-D "
                                           "series" if data.ndim == 4 else ""))
         timings["megavoxels"] = float(np.prod(data.shape)) / 1e6
-        if _reads_roi_box(entry, config, data):
+        if _reads_roi_box(entry, config, volume):
             stage = "mask"
             mask_volume = open_mask(entry.mask, volume, roi=entry.roi)  # the headers
             try:
@@ -589,19 +589,24 @@ def _feature_row(values) -> dict:
             for k, v in values.items()}
 
 
-def _reads_roi_box(entry, config: PipelineConfig, data) -> bool:
+def _reads_roi_box(entry, config: PipelineConfig, volume) -> bool:
     """Whether a case's features can come from the ROI's box of a NIfTI pair
     (:func:`medimg_fast.features._extract.features_on_roi_box`, the same values): the
-    default feature step on an integer image (no voxel to check for NaN), with no
-    pipeline step that sees the whole image (window, resampling, normalisation,
-    filters) and an image mask of nonzero voxels."""
+    default feature step on an image stored as integers (no voxel to check for NaN;
+    finite scaling keeps them finite), with no pipeline step that sees the whole image
+    (window, resampling, normalisation, filters) and an image mask of nonzero voxels."""
     nifti = (".nii", ".nii.gz")
+    meta = volume.metadata or {}
+    stored = np.dtype(meta.get("stored_dtype", volume.data.dtype))
+    finite = all(v is None or np.isfinite(v) or np.isnan(v)  # NaN scaling: unscaled
+                 for v in (meta.get("scl_slope"), meta.get("scl_inter")))
     return (config.features is None and config.window is None
             and config.target_spacing is None and config.normalize is None
             and not config.filters and config.units in (None, "stored")
-            and config.volume_index is None and entry.mask is not None and entry.roi is None and entry.series_uid is None
+            and config.volume_index is None and entry.mask is not None
+            and entry.roi is None and entry.series_uid is None
             and str(entry.path).endswith(nifti) and str(entry.mask).endswith(nifti)
-            and np.dtype(data.dtype).kind in "biu")
+            and stored.kind in "biu" and finite)
 
 
 def _timing_row(timings, seconds):
