@@ -1,20 +1,14 @@
-"""Extraction from files on the ROI's bounding box, and the counting kernels rewritten
-for it: every value equals the whole-volume path (bit for bit) or an explicit loop."""
+"""Extraction from files on the ROI's bounding box: every value equals the whole-volume
+path, bit for bit."""
 
 from __future__ import annotations
-
-import itertools
 
 import nibabel as nib
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from medimg_fast.features import extract_features
 from medimg_fast.features._extract import extract_features_from_files
-from medimg_fast.features._ngtdm import _ngtdm_kernels
 from medimg_fast.features._partials import BlockGrid
 from medimg_fast.io import open_volume
 
@@ -23,7 +17,8 @@ PYRADIOMICS_LIKE = {"families": ["morph", "stat", "ih", "cm", "rlm", "szm", "ngl
 EVERY_BOX_FAMILY = {"families": ["morph", "stat", "ih", "ivh", "cm", "rlm", "szm", "dzm",
                                  "ngt", "ngl"],
                     "texture_dims": ["2D", "2.5D", "3D"], "bin_width": 20.0}
-# settings that read outside the box: the whole volumes are read (the same values)
+# processing on the box too: re-segmentation, and the local intensity's sphere (the box
+# widened by its radius)
 WITH_RESEGMENTATION = dict(PYRADIOMICS_LIKE, reseg_range=[-500, 400])
 WITH_LOCAL_INTENSITY = dict(PYRADIOMICS_LIKE, families=["stat", "loc"])
 
@@ -127,54 +122,6 @@ def test_grid_from_a_box_is_the_grid_of_the_whole_volume():
     np.testing.assert_array_equal(part.mask, whole.mask)
     with pytest.raises(ValueError, match="empty"):
         BlockGrid.from_box(image[box], np.zeros(image[box].shape, bool), (1, 0, 2), image.shape)
-
-
-# -- NGTDM: separable neighbourhood sums ------------------------------------------------
-def _ngtdm_by_loops(levels, bounds, distance, planar, ng):
-    """The NGTDM of the core ``bounds`` with neighbours from all of ``levels``, from the
-    neighbourhood of each voxel listed one by one."""
-    nz, ny, nx = levels.shape
-    (z0, z1), (y0, y1), (x0, x1) = bounds
-    reach_z = 0 if planar else distance
-    out = np.zeros((max(z1 - z0, 0) if planar else 1, ng, 2))
-    for z, y, x in itertools.product(range(z0, z1), range(y0, y1), range(x0, x1)):
-        g = int(levels[z, y, x])
-        if g == 0:
-            continue
-        neighbours = [int(levels[zz, yy, xx])
-                      for zz in range(z - reach_z, z + reach_z + 1)
-                      for yy in range(y - distance, y + distance + 1)
-                      for xx in range(x - distance, x + distance + 1)
-                      if (zz, yy, xx) != (z, y, x) and 0 <= zz < nz and 0 <= yy < ny
-                      and 0 <= xx < nx and levels[zz, yy, xx] > 0]
-        if neighbours:
-            unit = z - z0 if planar else 0
-            out[unit, g - 1, 0] += 1
-            out[unit, g - 1, 1] += abs(g - sum(neighbours) / len(neighbours))
-    return out
-
-
-@st.composite
-def _levels_and_core(draw):
-    ng = draw(st.integers(1, 4))
-    shape = draw(st.tuples(st.integers(1, 5), st.integers(1, 7), st.integers(1, 7)))
-    levels = draw(hnp.arrays(np.int32, shape, elements=st.integers(0, ng)))
-    bounds = []
-    for n in shape:
-        a = draw(st.integers(0, n))
-        bounds.append([a, draw(st.integers(a, n))])
-    return levels, np.array(bounds, np.int64), ng, draw(st.integers(1, 2)), draw(st.booleans())
-
-
-@settings(max_examples=60, deadline=None)
-@given(_levels_and_core())
-def test_ngtdm_kernel_matches_listing_each_neighbourhood(case):
-    levels, bounds, ng, distance, planar = case
-    got = _ngtdm_kernels()(levels, bounds, distance, planar, ng)
-    # integer neighbourhood sums: the accumulated differences agree to rounding of the
-    # per-voxel quotient (the reference divides in another order)
-    np.testing.assert_allclose(got, _ngtdm_by_loops(levels, bounds, distance, planar, ng),
-                               rtol=1e-12, atol=1e-12)
 
 
 def test_the_morphology_of_the_mask_runs_while_the_image_is_read(tmp_path, monkeypatch):
