@@ -471,9 +471,10 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
 
     This is the body of one Dask task: read, validate, preprocess, filter, extract features.
     When `timings` is a dict it receives the seconds of each stage (``read`` covers the
-    mask and the validation too) and the volume's ``megavoxels``.  A NIfTI pair whose
-    features read only the ROI's box (:func:`_reads_roi_box`) is read there by the
-    feature step: ``read`` then covers the headers and the grid check.
+    mask and the validation too) and the volume's ``megavoxels``.  The mask is opened and
+    its grid checked first (a NIfTI or other image mask lazily: its header); a NIfTI
+    pair whose features read only the ROI's box (:func:`_reads_roi_box`) is then read
+    there by the feature step, and ``read`` covers the headers and the grid check.
     """
     from .io import _select_volume, check_same_grid, open_mask, open_volume
 
@@ -498,13 +499,15 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
                 f"{tuple(data.shape)}" + ("; set volume_index= to pick one volume of a 4-D "
                                           "series" if data.ndim == 4 else ""))
         timings["megavoxels"] = float(np.prod(data.shape)) / 1e6
-        if _reads_roi_box(entry, config, volume):
+        mask_volume = None
+        if entry.mask is not None:
             stage = "mask"
-            mask_volume = open_mask(entry.mask, volume, roi=entry.roi)  # the headers
+            mask_volume = open_mask(entry.mask, volume, roi=entry.roi)  # lazy for images
             try:
                 check_same_grid(volume, mask_volume)
             except GeometryMismatchError as exc:
                 raise MaskMismatchError(str(exc)) from exc
+        if _reads_roi_box(entry, config, volume):
             lap("read")
             stage = "features"
             from .features._extract import features_on_roi_box
@@ -524,13 +527,8 @@ def run_pipeline(entry, config: PipelineConfig, *, timings=None) -> dict:
         spacing = volume.spacing
 
         mask = None
-        if entry.mask is not None:
+        if mask_volume is not None:
             stage = "mask"
-            mask_volume = open_mask(entry.mask, volume, roi=entry.roi)
-            try:
-                check_same_grid(volume, mask_volume)
-            except GeometryMismatchError as exc:
-                raise MaskMismatchError(str(exc)) from exc
             mask = _materialise(mask_volume.data, config.in_memory_bytes) != 0
 
         stage = "validate"
@@ -598,8 +596,9 @@ def _reads_roi_box(entry, config: PipelineConfig, volume) -> bool:
     nifti = (".nii", ".nii.gz")
     meta = volume.metadata or {}
     stored = np.dtype(meta.get("stored_dtype", volume.data.dtype))
-    finite = all(v is None or np.isfinite(v) or np.isnan(v)  # NaN scaling: unscaled
-                 for v in (meta.get("scl_slope"), meta.get("scl_inter")))
+    # (a NaN slope or intercept is no scaling)
+    finite = not any(v is not None and np.isinf(v)
+                     for v in (meta.get("scl_slope"), meta.get("scl_inter")))
     return (config.features is None and config.window is None
             and config.target_spacing is None and config.normalize is None
             and not config.filters and config.units in (None, "stored")

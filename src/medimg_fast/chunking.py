@@ -419,7 +419,8 @@ def _slabs_in_place(image, block_function, depth, thickness, result):
         stop = min(start + thickness, n)
         lo, hi = max(0, start - depth), min(n, stop + depth)
         kept = result[lo:start].copy()
-        filtered = block_function(image[lo:hi], out=result[lo:hi])
-        if filtered is not None and not np.shares_memory(filtered, result):
-            result[lo:hi] = filtered  # a backend that returns a new array
+        planes = result[lo:hi]
+        filtered = block_function(image[lo:hi], out=planes)
+        if filtered is not planes:
+            planes[...] = filtered  # a backend that returns a new array
         result[lo:start] = kept

@@ -36,6 +36,22 @@ def supported_float_type(dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
+def destination_problem(out, image, dtype) -> str | None:
+    """Why ``out`` cannot take a kernel's result for ``image`` in ``dtype`` (what it
+    must be, and what it is), or None when it can: a writeable, C-contiguous NumPy
+    array of the image's shape and that dtype that does not overlap the image (the
+    kernels read neighbours of voxels they have already written)."""
+    if not isinstance(out, np.ndarray) or out.shape != image.shape or out.dtype != dtype:
+        return (f"a NumPy array of shape {image.shape} and dtype {np.dtype(dtype)}, got "
+                f"{type(out).__name__} of shape {getattr(out, 'shape', None)} and dtype "
+                f"{getattr(out, 'dtype', None)}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        return "C-contiguous and writeable"
+    if np.may_share_memory(out, image):
+        return "an array that does not overlap `image`"
+    return None
+
+
 def check_image(image, name: str = "image") -> None:
     """Validate an array-like image before any work is done (shape, dtype)."""
     shape = getattr(image, "shape", None)

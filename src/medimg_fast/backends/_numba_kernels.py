@@ -44,6 +44,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .._shared.boundary import CONSTANT, extend_index
+from .._shared.utils import destination_problem
 
 #: Footprints with more elements than this use per-voxel selection instead of a
 #: comparator schedule (the schedule's cost grows as count**2).
@@ -314,21 +315,14 @@ def _check_image(image):
 
 
 def _destination(image, out):
-    """Where a kernel writes its result: ``out`` once checked, or a new array like
-    ``image``.  ``out`` must be a writeable C-contiguous NumPy array of the image's shape
-    and dtype that does not overlap it (the kernels read neighbours of voxels already
-    written)."""
+    """Where a kernel writes its result: ``out`` once checked
+    (:func:`medimg_fast._shared.utils.destination_problem`), or a new array like
+    ``image``."""
     if out is None:
         return np.empty_like(image)
-    if not isinstance(out, np.ndarray) or out.shape != image.shape \
-            or out.dtype != image.dtype:
-        raise ValueError(f"`out` must be a NumPy array of shape {image.shape} and dtype "
-                         f"{image.dtype}, got {type(out).__name__} of shape "
-                         f"{getattr(out, 'shape', None)} and dtype {getattr(out, 'dtype', None)}")
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError("`out` must be C-contiguous and writeable")
-    if np.may_share_memory(out, image):
-        raise ValueError("`out` must not overlap `image`")
+    problem = destination_problem(out, image, image.dtype)
+    if problem:
+        raise ValueError(f"`out` must be {problem}")
     return out
 
 

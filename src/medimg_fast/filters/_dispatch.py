@@ -24,7 +24,12 @@ import numpy as np
 
 from .. import chunking
 from .._shared.boundary import extension_indices, normalize_mode
-from .._shared.utils import check_cval, check_image, supported_float_type
+from .._shared.utils import (
+    check_cval,
+    check_image,
+    destination_problem,
+    supported_float_type,
+)
 from ..backends import resolve_backend
 
 
@@ -144,17 +149,13 @@ def direct_output(output, image):
     ``output=image`` (or any view of it) takes the copy path, which gives scipy's values.
     Whether the image is then filtered whole is :func:`apply_filter`'s decision.
     """
-    if not (isinstance(output, np.ndarray) and isinstance(image, np.ndarray)):
+    if not isinstance(image, np.ndarray):
         return None
     try:
         dtype = supported_float_type(image.dtype)
     except TypeError:  # the filter reports it
         return None
-    if (output.shape != image.shape or output.dtype != dtype
-            or not output.flags.c_contiguous or not output.flags.writeable
-            or np.may_share_memory(output, image)):
-        return None
-    return output
+    return None if destination_problem(output, image, dtype) else output
 
 
 def with_output(result, output, image):

@@ -47,15 +47,27 @@ def _load_image_raw(path):
     return _image_of(raw), raw
 
 
+def _nifti_version(head) -> int | None:
+    """1 or 2 from the first bytes of a NIfTI header (``sizeof_hdr`` is 348 for NIfTI-1
+    and 540 for NIfTI-2, in either byte order), None for neither."""
+    sizes = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+    return 2 if 540 in sizes else 1 if 348 in sizes else None
+
+
 def _image_of(raw):
     """The NIfTI-1 or NIfTI-2 image held in the bytes ``raw``."""
     import nibabel as nib
 
-    # sizeof_hdr is 348 for NIfTI-1 and 540 for NIfTI-2, in either byte order
-    first = int.from_bytes(raw[:4], "little")
-    if first in (540, int.from_bytes((540).to_bytes(4, "little"), "big")):
+    if _nifti_version(raw) == 2:
         return nib.Nifti2Image.from_bytes(raw)
     return nib.Nifti1Image.from_bytes(raw)
+
+
+def _is_scaled(slope, inter) -> bool:
+    """Whether nibabel scales the stored voxels (a NaN or unset slope or intercept is
+    no scaling)."""
+    return not ((slope is None or np.isnan(slope) or slope == 1)
+                and (inter is None or np.isnan(inter) or inter == 0))
 
 
 def _read_nifti_region(path, index):
@@ -109,10 +121,7 @@ def _geometry(img, path):
     the affine in mm and the LPS geometry of the stored array axes."""
     slope, inter = img.dataobj.slope, img.dataobj.inter
     raw_dtype = img.get_data_dtype().newbyteorder("=")
-    scaled = not (
-        (slope is None or np.isnan(slope) or slope == 1)
-        and (inter is None or np.isnan(inter) or inter == 0)
-    )
+    scaled = _is_scaled(slope, inter)
     dtype = (
         (np.float64 if raw_dtype == np.float64 else np.float32) if scaled else raw_dtype
     )
@@ -305,9 +314,7 @@ def _stored_voxels(img, raw, index, dtype):
     :func:`read_nifti` reads them: through nibabel's proxy (its scaling), or for
     unscaled data straight from the inflated bytes ``raw`` (the same values without
     nibabel's per-slab reads)."""
-    slope, inter = img.dataobj.slope, img.dataobj.inter
-    unscaled = ((slope is None or np.isnan(slope) or slope == 1)
-                and (inter is None or np.isnan(inter) or inter == 0))
+    unscaled = not _is_scaled(img.dataobj.slope, img.dataobj.inter)
     offset = int(img.dataobj.offset)
     shape = tuple(int(n) for n in img.shape)
     k_stop = index[2].stop
@@ -344,11 +351,10 @@ def _data_end(stored_shape, k_stop):
 
         import nibabel as nib
 
-        sizes = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
-        hdr_cls = (nib.Nifti2Header if 540 in sizes
-                   else nib.Nifti1Header if 348 in sizes else None)
-        if hdr_cls is None:
+        version = _nifti_version(head)
+        if version is None:
             return None
+        hdr_cls = nib.Nifti2Header if version == 2 else nib.Nifti1Header
         try:
             hdr = hdr_cls.from_fileobj(io.BytesIO(head), check=False)
         except Exception:  # noqa: BLE001 (nibabel raises unrelated types; read it whole)
@@ -443,32 +449,25 @@ def read_nifti_roi(image_path, mask_path, *, margin=0, margin_mm=0.0, on_mask=No
         inflater = _PrefixInflater.of(image_path)
     except OSError as exc:
         raise CorruptVolumeError(f"{image_path}: not a readable NIfTI file ({exc})") from exc
-    try:
+    try:  # everything that needs the mask alone, while the image inflates
         mask_stored, m_spacing, m_direction = _read_mask(mask_path, nonzero)
-        if mask_stored is not None and margin_mm > 0:
+        if mask_stored is None:  # not a 3-D mask: the caller reads both volumes whole
+            if inflater is not None:
+                inflater.close()
+            return None
+        if margin_mm > 0:
             margin = max(int(margin), math.ceil(margin_mm / float(np.min(m_spacing))))
-        box = None if mask_stored is None else _stored_bbox(mask_stored, int(margin))
+        box = _stored_bbox(mask_stored, int(margin))
+        stored_shape = mask_stored.shape
+        index = tuple(slice(a, b) for a, b in box)
+        mask_axes = canonical_axes(m_spacing, m_direction)
+        roi, r_origin, r_shape, r_spacing = _canonical_box(mask_stored[index], box,
+                                                           stored_shape, m_spacing, mask_axes)
+        early = None if on_mask is None else on_mask(roi, r_origin, r_shape, r_spacing)
     except BaseException:
         if inflater is not None:
             inflater.close()
         raise
-    if box is None:  # not a 3-D mask: the caller reads both volumes whole
-        if inflater is not None:
-            inflater.close()
-        return None
-    stored_shape = mask_stored.shape
-    index = tuple(slice(a, b) for a, b in box)
-    mask_axes = canonical_axes(m_spacing, m_direction)
-    roi, r_origin, r_shape, r_spacing = _canonical_box(mask_stored[index], box, stored_shape,
-                                                       m_spacing, mask_axes)
-    early = None
-    if on_mask is not None:
-        try:
-            early = on_mask(roi, r_origin, r_shape, r_spacing)
-        except BaseException:
-            if inflater is not None:
-                inflater.close()
-            raise
     try:
         img, img_raw = _nifti_prefix(image_path, _data_end(stored_shape, box[2][1]), inflater)
     except Exception as exc:  # nibabel raises several unrelated types for a bad header
