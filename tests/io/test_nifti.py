@@ -119,3 +119,33 @@ def test_compressed_read_equals_nibabel(tmp_path):
         got = _read_nifti_region(str(path), (slice(None),) * 3)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_canonical_axes_equal_nibabels_orientation_aligned_and_oblique():
+    """The axis-aligned shortcut of ``canonical_axes`` finds what nibabel's
+    ``io_orientation`` finds, for every signed axis permutation, exact or with tiny
+    off-axis components, and oblique directions still go to nibabel."""
+    import itertools
+
+    from nibabel.orientations import io_orientation
+
+    from medimg_fast.io._volume import _world_axes, canonical_axes
+
+    rng = np.random.default_rng(7)
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product([1.0, -1.0], repeat=3):
+            base = np.zeros((3, 3))
+            base[list(perm), range(3)] = signs
+            for noise in (0.0, 1e-9, 1e-7, 1e-4, 0.2):
+                d = base + noise * rng.standard_normal((3, 3))
+                d /= np.linalg.norm(d, axis=0)
+                spacing = rng.uniform(0.3, 5.0, 3)
+                affine = np.eye(4)
+                affine[:3, :3] = d * spacing
+                ornt = io_orientation(affine)
+                world, flipped = _world_axes(spacing, d)
+                assert world == [int(w) for w in ornt[:, 0]]
+                assert flipped == tuple(bool(s < 0) for s in ornt[:, 1])
+                flipped, order = canonical_axes(spacing, d)
+                assert sorted(order) == [0, 1, 2]
+                assert [2 - world[a] for a in order] == [0, 1, 2]

@@ -152,20 +152,39 @@ def canonical_axes(spacing, direction) -> tuple[tuple[bool, ...], list[int]]:
     """How :func:`reorient_canonical` moves the three array axes of this geometry:
     ``(flipped, new_order)``, whether each stored axis is reversed, and the stored axis
     that becomes each canonical axis (``(z, y, x)`` order)."""
-    from nibabel.orientations import io_orientation
-
-    spacing = np.asarray(spacing, dtype=np.float64)
-    affine = np.eye(4)
-    affine[:3, :3] = np.asarray(direction, dtype=np.float64) * spacing[None, :]
-    # io_orientation picks, for each array axis, the world axis it runs closest to; it
-    # resolves oblique acquisitions by SVD, so every axis gets a distinct world axis.
-    ornt = io_orientation(affine)
-    flipped = tuple(bool(ornt[a, 1] < 0) for a in range(3))
+    world, flipped = _world_axes(spacing, direction)
     # World axis w (x, y, z) becomes array axis 2 - w so the array reads (z, y, x).
     new_order = [0, 0, 0]
     for a in range(3):
-        new_order[2 - int(ornt[a, 0])] = a
+        new_order[2 - world[a]] = a
     return flipped, new_order
+
+
+#: Largest off-axis component of a direction cosine taken as axis-aligned.
+_ALIGNED_TOL = 1e-6
+
+
+def _world_axes(spacing, direction):
+    """``(world, flipped)``: the world axis (0, 1, 2 for x, y, z) each stored axis runs
+    closest to, and whether it runs against it.
+
+    An axis-aligned ``direction`` (every off-axis component within ``_ALIGNED_TOL``, as
+    in most scans) is read off directly; nibabel's ``io_orientation`` (an SVD, about
+    0.2 ms) resolves an oblique one, and gives the same answer for an aligned one."""
+    d = np.asarray(direction, dtype=np.float64)
+    world = np.argmax(np.abs(d), axis=0)
+    off_axis = np.abs(d)
+    off_axis[world, range(3)] = 0.0
+    if len(set(world.tolist())) == 3 and off_axis.max() <= _ALIGNED_TOL:
+        return [int(w) for w in world], tuple(bool(d[world[a], a] < 0) for a in range(3))
+    from nibabel.orientations import io_orientation
+
+    affine = np.eye(4)
+    affine[:3, :3] = d * np.asarray(spacing, dtype=np.float64)[None, :]
+    # io_orientation picks, for each array axis, the world axis it runs closest to; it
+    # resolves oblique acquisitions by SVD, so every axis gets a distinct world axis.
+    ornt = io_orientation(affine)
+    return [int(ornt[a, 0]) for a in range(3)], tuple(bool(ornt[a, 1] < 0) for a in range(3))
 
 
 def reorient_canonical(data, spacing, origin, direction):
