@@ -11,9 +11,9 @@ on the crop's counts at the global ``Ng``.  Tolerance rtol 1e-9: the map kernels
 the reference sum in different orders (float64 rounding only);
 ``cm_info_corr2`` is a square root of a difference near zero, so its absolute error is
 the square root of the rounding (atol 1e-6).  The run-length, NGTDM and NGLDM features
-do not depend on ``Ng`` (their formulas run over the levels present); their numba
-formulas are also compared with the NumPy ones (``emphasis_features``,
-``ngtdm_features``) on random matrices.
+do not depend on ``Ng`` (their formulas run over the levels present).  The maps and the
+extraction share their compiled formulas (``_formulas.py``); the maps' calls of them are
+also compared with the NumPy references of ``_formula_reference.py`` on random matrices.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("numba")
 
 from medimg_fast.features import extract_features, feature_maps
-from medimg_fast.features._glcm import GLCM_FEATURES, glcm_aggregate, glcm_features
+from medimg_fast.features._glcm import GLCM_FEATURES, glcm_aggregate
 from medimg_fast.features._histogram import histogram_features
 from medimg_fast.features._kernels import kernels_for
 from medimg_fast.features._maps import map_feature_names, write_feature_maps
@@ -103,10 +103,14 @@ def test_map_equals_extract_features_of_window(dims, masked, radius, distance, s
     assert checked == 12
 
 
-def test_glcm_formulas_equal_glcm_features():
-    from medimg_fast.features._maps_kernels import compiled
+def test_glcm_formulas_equal_reference():
+    # the maps' call of the shared formulas (int32 counts, a log2 table of the window's
+    # counts) against the NumPy reference
+    from _formula_reference import glcm_features_stack
 
-    formulas = compiled()[3]
+    from medimg_fast.features._formulas import compiled_formulas, log2_table
+
+    formulas = compiled_formulas().glcm
     rng = np.random.default_rng(7)
     for ng in (1, 2, 5, 16):
         for _ in range(20):
@@ -115,21 +119,21 @@ def test_glcm_formulas_equal_glcm_features():
             if m.sum() == 0:
                 m[0, 0] = 2
             marg = m.sum(axis=1).astype(np.int64)
-            log2i = np.zeros(int(m.sum()) + 1)
-            log2i[1:] = np.log2(np.arange(1, m.sum() + 1))
             res = np.empty(25)
-            formulas(m, marg, int(m.sum()), ng, log2i, np.empty(ng, np.int64),
-                     np.empty(ng, np.int64), np.empty(2 * ng + 1, np.int64), res)
-            ref = glcm_features(m)
+            formulas(m, marg, int(m.sum()), ng, log2_table(int(m.sum()) + 1),
+                     np.empty(ng, np.int64), np.empty(ng, np.int64),
+                     np.empty(2 * ng + 1, np.int64), res)
+            ref = glcm_features_stack(m[None].astype(np.float64))[0]
             for k, name in enumerate(GLCM_FEATURES):
                 assert _close(res[k], ref[name], "cm_" + name), (name, ng, res[k], ref[name])
 
 
-def test_emphasis_formulas_equal_emphasis_features():
-    from medimg_fast.features._maps_kernels import compiled_texture
-    from medimg_fast.features._texture import emphasis_features
+def test_emphasis_formulas_equal_reference():
+    from _formula_reference import dependence_energy, emphasis_features
 
-    emphasis = compiled_texture()[4]
+    from medimg_fast.features._formulas import NV_GIVEN, NV_RUN_VOXELS, compiled_formulas
+
+    emphasis = compiled_formulas().emphasis
     rng = np.random.default_rng(8)
     for nrow, ncol in ((1, 1), (1, 5), (4, 1), (5, 7), (16, 27)):
         for trial in range(20):
@@ -138,19 +142,21 @@ def test_emphasis_formulas_equal_emphasis_features():
                 m[:] = 0  # empty: all NaN
             m = m.astype(np.int64)
             for n_voxels in (None, float(m.sum()) + 3.0):
-                res = np.empty(16)
-                emphasis(m, nrow, ncol, -1.0 if n_voxels is None else n_voxels,
-                         np.empty(nrow, np.int64), np.empty(ncol, np.int64), res)
-                ref = emphasis_features(m, n_voxels=n_voxels)
-                for k in range(16):
+                res = np.empty(17)
+                emphasis(m, nrow, ncol, NV_RUN_VOXELS if n_voxels is None else NV_GIVEN,
+                         0.0 if n_voxels is None else n_voxels, np.empty(nrow),
+                         np.empty(ncol), np.empty(ncol, np.int64), res)
+                ref = list(emphasis_features(m, n_voxels=n_voxels)) + [dependence_energy(m)]
+                for k in range(17):
                     assert _close(res[k], ref[k], ""), (k, m, res[k], ref[k])
 
 
-def test_ngt_formulas_equal_ngtdm_features():
-    from medimg_fast.features._maps_kernels import compiled_texture
-    from medimg_fast.features._ngtdm import NGTDM_FEATURES, ngtdm_features
+def test_ngt_formulas_equal_reference():
+    from _formula_reference import NGTDM_FEATURES, ngtdm_features
 
-    formulas = compiled_texture()[3]
+    from medimg_fast.features._formulas import compiled_formulas
+
+    formulas = compiled_formulas().ngt
     rng = np.random.default_rng(9)
     for ng in (1, 2, 3, 8, 20):
         for trial in range(30):
@@ -164,10 +170,11 @@ def test_ngt_formulas_equal_ngtdm_features():
                 n[:] = 0
             if ng == 2 and trial == 2:
                 n[:] = (2, 1)  # busyness denominator 0 with two levels: NaN
-            n, num = n.astype(np.int64), num.astype(np.int64)
+            # s_i from the integer numerators, as the NGTDM map kernel sums them
             s = (num / np.maximum(np.arange(27), 1)).sum(axis=1)
             res = np.empty(5)
-            formulas(n, num, ng, 27, np.empty(ng), np.empty(ng), np.empty(ng), res)
+            formulas(n.astype(np.float64), s, ng, np.empty(ng), np.empty(ng), np.empty(ng),
+                     res)
             ref = ngtdm_features(np.stack([n.astype(float), s], axis=1))
             for k, name in enumerate(NGTDM_FEATURES):
                 assert _close(res[k], ref[name], ""), (name, n, res[k], ref[name])

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._formulas import NV_RUN_VOXELS, emphasis_table
 from ._joins import block_core, linear_steps, trim_counts
 from ._texture import (
     TEXTURE_DIMS,
@@ -31,7 +32,6 @@ from ._texture import (
     check_level_range,
     check_levels,
     directions_3d,
-    emphasis_features,
 )
 
 __all__ = ["GLRLM_FEATURES", "RunPartial", "count_glrlm", "glrlm_aggregate", "glrlm_block",
@@ -522,7 +522,15 @@ def glrlm_features(matrix) -> dict[str, float]:
     # rlm_sre, rlm_lre, rlm_lgre, rlm_hgre, rlm_srlge, rlm_srhge, rlm_lrlge, rlm_lrhge,
     # rlm_glnu(_norm), rlm_rlnu(_norm), rlm_r_perc, rlm_gl_var, rlm_rl_var, rlm_rl_entr:
     # the formulas IBSI shares with the zone and dependence matrices
-    return dict(zip(GLRLM_FEATURES, emphasis_features(matrix)))
+    m = np.asarray(matrix)
+    if m.ndim != 2:
+        raise ValueError(f"`matrix` must be 2-D (Ng, Nr), got shape {m.shape}")
+    return dict(zip(GLRLM_FEATURES, _run_table(m[None], False)[0][0].tolist()))
+
+
+def _run_table(stack, with_sum):
+    values, counted = emphasis_table(stack, with_sum=with_sum, nv_mode=NV_RUN_VOXELS)
+    return values[:, :len(GLRLM_FEATURES)], counted
 
 
 def glrlm_aggregate(counts: TextureCounts, dims) -> dict[str, float]:
@@ -535,4 +543,5 @@ def glrlm_aggregate(counts: TextureCounts, dims) -> dict[str, float]:
     >>> round(feats["rlm_r_perc_2D_comb"], 4)   # 11 runs over 4 x 3 voxels
     0.9167
     """
-    return aggregate(counts, glrlm_features, GLRLM_FEATURES, "rlm", dims, directional=True)
+    return aggregate(counts, None, GLRLM_FEATURES, "rlm", dims, directional=True,
+                     features_stack=_run_table)

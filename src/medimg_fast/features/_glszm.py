@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._formulas import NV_GIVEN, NV_RUN_VOXELS, emphasis_table
 from ._joins import block_core, components, linear_steps, trim_counts
 from ._texture import (
     TEXTURE_DIMS,
@@ -48,7 +49,6 @@ from ._texture import (
     aggregate,
     check_level_range,
     check_levels,
-    emphasis_features,
 )
 
 __all__ = [
@@ -897,8 +897,13 @@ def glszm_features(matrix) -> dict[str, float]:
     m = np.asarray(matrix)
     if m.ndim != 2:
         raise ValueError(f"`matrix` must be 2-D (Ng, Nz), got shape {m.shape}")
-    # N_v = sum_ij j s_ij, the default of the shared formulas
-    return dict(zip(GLSZM_FEATURES, emphasis_features(m)))
+    return dict(zip(GLSZM_FEATURES, _size_table(m[None], False)[0][0].tolist()))
+
+
+def _size_table(stack, with_sum):
+    # N_v = sum_ij j s_ij: the voxels of the zones
+    values, counted = emphasis_table(stack, with_sum=with_sum, nv_mode=NV_RUN_VOXELS)
+    return values[:, :len(GLSZM_FEATURES)], counted
 
 
 def gldzm_features(matrix, *, n_voxels=None) -> dict[str, float]:
@@ -930,24 +935,39 @@ def gldzm_features(matrix, *, n_voxels=None) -> dict[str, float]:
     >>> round(f["sde"], 4), round(f["z_perc"], 4)
     (0.625, 0.2222)
     """
-    m = np.asarray(matrix, dtype=np.float64)
+    m = np.asarray(matrix)
     if m.ndim == 3 and m.shape[0] == 2:
-        zones_, voxels = m[0], m[1]
+        zones_ = m[0]
         if n_voxels is None:
-            n_voxels = float(voxels.sum())
+            n_voxels = float(m[1].sum())
     elif m.ndim == 2:
         zones_ = m
     else:
         raise ValueError(f"`matrix` must have shape (2, Ng, Nd) or (Ng, Nd), got {m.shape}")
     n_voxels = math.nan if n_voxels is None else float(n_voxels)
-    return dict(zip(GLDZM_FEATURES, emphasis_features(zones_, n_voxels)))
+    values, _ = emphasis_table(zones_[None], nv_mode=NV_GIVEN, n_voxels=[n_voxels])
+    return dict(zip(GLDZM_FEATURES, values[0, :len(GLDZM_FEATURES)].tolist()))
+
+
+def _distance_table(stack, with_sum):
+    """Formulas of a stack of ``(2, Ng, Nd)`` matrices (zone counts, their voxels):
+    ``N_v`` of each the sum of its layer 1."""
+    stack = np.asarray(stack)
+    n_voxels = stack[:, 1].sum(axis=(1, 2)).astype(np.float64)
+    if with_sum:
+        n_voxels = np.append(n_voxels, n_voxels.sum())
+    values, counted = emphasis_table(stack[:, 0], with_sum=with_sum, nv_mode=NV_GIVEN,
+                                     n_voxels=n_voxels)
+    return values[:, :len(GLDZM_FEATURES)], counted
 
 
 def glszm_aggregate(counts: TextureCounts, dims=TEXTURE_DIMS) -> dict[str, float]:
     """IBSI-tagged ``szm_{feature}_{2D, 2_5D, 3D}`` features of :func:`count_glszm` counts."""
-    return aggregate(counts, glszm_features, GLSZM_FEATURES, "szm", dims, directional=False)
+    return aggregate(counts, None, GLSZM_FEATURES, "szm", dims, directional=False,
+                     features_stack=_size_table)
 
 
 def gldzm_aggregate(counts: TextureCounts, dims=TEXTURE_DIMS) -> dict[str, float]:
     """IBSI-tagged ``dzm_{feature}_{2D, 2_5D, 3D}`` features of :func:`count_gldzm` counts."""
-    return aggregate(counts, gldzm_features, GLDZM_FEATURES, "dzm", dims, directional=False)
+    return aggregate(counts, None, GLDZM_FEATURES, "dzm", dims, directional=False,
+                     features_stack=_distance_table)

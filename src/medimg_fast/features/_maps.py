@@ -189,9 +189,10 @@ class _Plan:
     def block(self, values, levels, centres):
         """``(n_out, *centres.shape)`` maps of a haloed block (see
         :mod:`._maps_kernels`)."""
+        from ._formulas import log2_table
         from ._maps_kernels import compiled, compiled_texture
 
-        glcm_maps, stat_maps, ih_maps, _ = compiled()
+        glcm_maps, stat_maps, ih_maps = compiled()
         rz, ry, rx = self.radii
         want = tuple(n + 2 * r for n, r in zip(centres.shape, self.radii))
         if levels.shape != want or values.shape != want:  # the kernels do not check bounds
@@ -213,12 +214,11 @@ class _Plan:
             elif fam == "ih":
                 ih_maps[par](levels, centres, rz, ry, rx, ng, part)
             elif fam == "cm":
-                log2i = np.zeros(self.max_count)
-                log2i[1:] = np.log2(np.arange(1, self.max_count, dtype=np.float64))
+                log2i = log2_table(self.max_count)
                 glcm_maps[par](levels, centres, self.dirs, rz, ry, rx, ng, self.want_avg,
                                self.want_comb, log2i, part)
             else:
-                ngt_maps, ngl_maps, rlm_maps, _, _ = compiled_texture()
+                ngt_maps, ngl_maps, rlm_maps = compiled_texture()
                 if fam == "rlm":
                     rlm_maps[par](levels, centres, self.rlm_dirs, self.rlm_fixed, rz, ry, rx,
                                   ng, self.want_avg, self.want_comb, part)

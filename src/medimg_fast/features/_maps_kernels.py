@@ -16,12 +16,8 @@ voxel are a fixed sequence of float operations on that matrix: chunked and unchu
 maps are bit-identical.  A CUDA version is a translation: one thread per row segment,
 one thread block per tile of rows, the window matrices in shared or local memory.
 
-The GLCM formulas are those of :func:`._glcm.glcm_features` rewritten for integer
-counts ``c`` of a symmetric matrix with ``N`` pairs: ``p = c / N``, entropies as
-``log2 N - sum(c log2 c) / N`` (``log2`` of integers from a table), the diagonal and
-anti-diagonal marginals as integer histograms, and ``HXY1 = HXY2 = HX + HY = 2 HX``
-(the marginals of a symmetric matrix are equal and sum to one).  They agree with
-``glcm_features`` to float64 rounding.
+The formulas from a window's matrix to its features are those of the extraction, the
+compiled functions of :mod:`._formulas` (one definition of each family's formulas).
 """
 
 from __future__ import annotations
@@ -30,19 +26,29 @@ import functools
 
 import numpy as np
 
+from ._formulas import (
+    EMPHASIS_NFEAT,
+    GLCM_NFEAT,
+    NGT_NFEAT,
+    NV_COUNTS,
+    NV_RUN_VOXELS,
+    compiled_formulas,
+)
+
 __all__ = ["GLCM_NFEAT", "IH_NFEAT", "NGL_NFEAT", "NGT_NFEAT", "RLM_NFEAT", "STAT_NFEAT",
            "compiled", "compiled_texture"]
 
-GLCM_NFEAT = 25
 STAT_NFEAT = 18
 IH_NFEAT = 23
 
 
 @functools.lru_cache(maxsize=1)
 def compiled():
-    """``(glcm_maps, stat_maps, ih_maps, glcm_formulas)``, compiled on first use (cached
-    on disk); each map kernel as ``(serial, parallel)``."""
+    """``(glcm_maps, stat_maps, ih_maps)``, compiled on first use (cached on disk); each
+    map kernel as ``(serial, parallel)``."""
     import numba
+
+    _glcm_formulas = compiled_formulas().glcm
 
     @numba.njit(cache=True, nogil=True, inline="always")
     def _add_pair(cnt, marg, tot, k, a, b, s):
@@ -90,132 +96,6 @@ def compiled():
                             _add_pair(cnt, marg, tot, k, a - 1, b - 1, s)
                             if comb:
                                 _add_pair(cnt, marg, tot, nd, a - 1, b - 1, s)
-
-    @numba.njit(cache=True, nogil=True)
-    def _glcm_formulas(m, marg, n, ng, log2i, present, pdiff, psum, res):
-        """The 25 features of a symmetric count matrix ``m`` with ``n`` (> 0) pairs and
-        row sums ``marg``, in :data:`._glcm.GLCM_FEATURES` order, into ``res``."""
-        nf = np.float64(n)
-        log_n = np.log2(nf)
-        npres = 0
-        mu = 0.0
-        hx_acc = 0.0
-        for a in range(ng):
-            c = marg[a]
-            if c > 0:
-                present[npres] = a
-                npres += 1
-                mu += (a + 1) * np.float64(c)
-                hx_acc += c * log2i[c]
-        mu /= nf
-        hx = log_n - hx_acc / nf
-        var = 0.0
-        for t in range(npres):
-            a = present[t]
-            d = a + 1 - mu
-            var += d * d * marg[a]
-        var /= nf
-        for k in range(ng):
-            pdiff[k] = 0
-        for k in range(2 * ng + 1):
-            psum[k] = 0
-        cmax = 0
-        sq_acc = 0.0
-        ent_acc = 0.0
-        corr_acc = 0.0
-        auto_acc = 0.0
-        for t in range(npres):
-            i = present[t]
-            for u in range(t, npres):
-                j = present[u]
-                c = m[i, j]
-                if c == 0:
-                    continue
-                w = 1 if i == j else 2  # the (j, i) entry, equal by symmetry
-                cmax = max(cmax, c)
-                cf = np.float64(c)
-                sq_acc += w * cf * cf
-                ent_acc += w * cf * log2i[c]
-                corr_acc += w * (i + 1 - mu) * (j + 1 - mu) * cf
-                auto_acc += w * np.float64((i + 1) * (j + 1)) * cf
-                pdiff[j - i] += w * c
-                psum[i + j + 2] += w * c
-        diff_avg = 0.0
-        for k in range(ng):
-            diff_avg += k * np.float64(pdiff[k])
-        diff_avg /= nf
-        diff_var = 0.0
-        diff_ent = 0.0
-        contrast = 0.0
-        dissim = 0.0
-        inv_diff = 0.0
-        inv_diff_norm = 0.0
-        inv_diff_mom = 0.0
-        inv_diff_mom_norm = 0.0
-        inv_var = 0.0
-        ngf = np.float64(ng)
-        for k in range(ng):
-            c = pdiff[k]
-            if c == 0:
-                continue
-            cf = np.float64(c)
-            kf = np.float64(k)
-            diff_var += (kf - diff_avg) ** 2 * cf
-            diff_ent += cf * log2i[c]
-            contrast += kf * kf * cf
-            dissim += kf * cf
-            inv_diff += cf / (1.0 + kf)
-            inv_diff_norm += cf / (1.0 + kf / ngf)
-            inv_diff_mom += cf / (1.0 + kf * kf)
-            inv_diff_mom_norm += cf / (1.0 + kf * kf / (ngf * ngf))
-            if k > 0:
-                inv_var += cf / (kf * kf)
-        sum_avg = 0.0
-        for s in range(2, 2 * ng + 1):
-            sum_avg += s * np.float64(psum[s])
-        sum_avg /= nf
-        sum_var = 0.0
-        sum_ent = 0.0
-        cl2 = 0.0
-        cl3 = 0.0
-        cl4 = 0.0
-        for s in range(2, 2 * ng + 1):
-            c = psum[s]
-            if c == 0:
-                continue
-            cf = np.float64(c)
-            sum_var += (s - sum_avg) ** 2 * cf
-            sum_ent += cf * log2i[c]
-            cl = s - 2.0 * mu
-            cl2 += cl * cl * cf
-            cl3 += cl * cl * cl * cf
-            cl4 += cl * cl * cl * cl * cf
-        hxy = log_n - ent_acc / nf
-        res[0] = cmax / nf                      # joint_max
-        res[1] = mu                             # joint_avg
-        res[2] = var                            # joint_var
-        res[3] = hxy                            # joint_entr
-        res[4] = diff_avg                       # diff_avg
-        res[5] = diff_var / nf                  # diff_var
-        res[6] = log_n - diff_ent / nf          # diff_entr
-        res[7] = sum_avg                        # sum_avg
-        res[8] = sum_var / nf                   # sum_var
-        res[9] = log_n - sum_ent / nf           # sum_entr
-        res[10] = sq_acc / (nf * nf)            # energy
-        res[11] = contrast / nf                 # contrast
-        res[12] = dissim / nf                   # dissimilarity
-        res[13] = inv_diff / nf                 # inv_diff
-        res[14] = inv_diff_norm / nf            # inv_diff_norm
-        res[15] = inv_diff_mom / nf             # inv_diff_mom
-        res[16] = inv_diff_mom_norm / nf        # inv_diff_mom_norm
-        res[17] = inv_var / nf                  # inv_var
-        res[18] = corr_acc / nf / var if var > 0 else np.nan  # corr
-        res[19] = auto_acc / nf                 # auto_corr
-        res[20] = cl2 / nf                      # clust_tend
-        res[21] = cl3 / nf                      # clust_shade
-        res[22] = cl4 / nf                      # clust_prom
-        res[23] = (hxy - 2.0 * hx) / hx if hx > 0 else np.nan  # info_corr1
-        res[24] = np.sqrt(max(0.0, 1.0 - np.exp(-2.0 * (2.0 * hx - hxy))))  # info_corr2
 
     def _glcm_maps(lev, centres, dirs, rz, ry, rx, ng, want_avg, want_comb, log2i, out):
         """GLCM maps of the core of ``lev``: ``out[f, z, y, x]`` (NaN where not a centre);
@@ -545,20 +425,18 @@ def compiled():
     ih_maps = (numba.njit(cache=True, nogil=True)(_ih_maps),
                numba.njit(cache=True, nogil=True, parallel=True)(_ih_maps))
 
-    return glcm_maps, stat_maps, ih_maps, _glcm_formulas
+    return glcm_maps, stat_maps, ih_maps
 
 
 #: Features per window of the neighbourhood families and of the run lengths.
-NGT_NFEAT = 5
 NGL_NFEAT = 17
 RLM_NFEAT = 16
-EMPHASIS_NFEAT = 16
 
 
 @functools.lru_cache(maxsize=1)
 def compiled_texture():
-    """``(ngt_maps, ngl_maps, rlm_maps, ngt_formulas, emphasis_formulas)``, compiled on
-    first use; each map kernel as ``(serial, parallel)``.
+    """``(ngt_maps, ngl_maps, rlm_maps)``, compiled on first use; each map kernel as
+    ``(serial, parallel)``.
 
     The neighbourhood families (``ngt``, ``ngl``) count each window voxel's neighbours
     *within the window* (the window is a crop), so a voxel within the neighbourhood
@@ -585,160 +463,9 @@ def compiled_texture():
 
     nan = np.nan
 
-    # -- shared formulas ------------------------------------------------------------
-    @numba.njit(cache=True, nogil=True)
-    def _emphasis(m, nrow, ncol, n_voxels, mi, mj, res):
-        """:func:`._texture.emphasis_features` of the integer matrix ``m[:nrow, :ncol]``
-        (grey level ``i = row + 1``, count ``j = column + 1``) into ``res[:16]``;
-        ``n_voxels < 0``: ``Nv = sum j m``."""
-        n_s = 0
-        n_v = 0
-        for a in range(nrow):
-            mi[a] = 0
-        for b in range(ncol):
-            mj[b] = 0
-        for a in range(nrow):
-            for b in range(ncol):
-                c = m[a, b]
-                if c != 0:
-                    n_s += c
-                    n_v += c * (b + 1)
-                    mi[a] += c
-                    mj[b] += c
-        if n_s <= 0:
-            for f in range(EMPHASIS_NFEAT):
-                res[f] = nan
-            return
-        ns = np.float64(n_s)
-        nv = np.float64(n_v) if n_voxels < 0 else n_voxels
-        sre = 0.0
-        lre = 0.0
-        lgre = 0.0
-        hgre = 0.0
-        srlge = 0.0
-        srhge = 0.0
-        lrlge = 0.0
-        lrhge = 0.0
-        mu_i = 0.0
-        mu_j = 0.0
-        ent = 0.0
-        for a in range(nrow):
-            if mi[a] == 0:
-                continue
-            i = a + 1.0
-            i2 = i * i
-            for b in range(ncol):
-                c = m[a, b]
-                if c == 0:
-                    continue
-                cf = np.float64(c)
-                j = b + 1.0
-                j2 = j * j
-                sre += cf * (1.0 / j2)
-                lre += cf * j2
-                lgre += cf * (1.0 / i2)
-                hgre += cf * i2
-                srlge += cf * (1.0 / (i2 * j2))
-                srhge += cf * (i2 / j2)
-                lrlge += cf * (j2 / i2)
-                lrhge += cf * (i2 * j2)
-                p = cf / ns
-                mu_i += i * p
-                mu_j += j * p
-                ent += p * np.log2(p)
-        var_i = 0.0
-        var_j = 0.0
-        for a in range(nrow):
-            if mi[a] == 0:
-                continue
-            for b in range(ncol):
-                c = m[a, b]
-                if c == 0:
-                    continue
-                p = np.float64(c) / ns
-                di = a + 1.0 - mu_i
-                dj = b + 1.0 - mu_j
-                var_i += di * di * p
-                var_j += dj * dj * p
-        gl_nu = 0.0
-        for a in range(nrow):
-            f = np.float64(mi[a])
-            gl_nu += f * f
-        j_nu = 0.0
-        for b in range(ncol):
-            f = np.float64(mj[b])
-            j_nu += f * f
-        res[0] = sre / ns
-        res[1] = lre / ns
-        res[2] = lgre / ns
-        res[3] = hgre / ns
-        res[4] = srlge / ns
-        res[5] = srhge / ns
-        res[6] = lrlge / ns
-        res[7] = lrhge / ns
-        res[8] = gl_nu / ns
-        res[9] = gl_nu / ns ** 2
-        res[10] = j_nu / ns
-        res[11] = j_nu / ns ** 2
-        res[12] = ns / nv if nv > 0 else nan
-        res[13] = var_i
-        res[14] = var_j
-        res[15] = -ent
-
-    @numba.njit(cache=True, nogil=True)
-    def _ngt_formulas(n, num, ng, ncnt, lv, p, sv, res):
-        """:func:`._ngtdm.ngtdm_features` of the window counts: ``n[i]`` voxels of level
-        ``i + 1`` with a neighbour, ``num[i, w]`` the integer sum of ``|(i + 1) w -
-        sum of the w neighbours' levels|`` over those with ``w`` neighbours (``s_i =
-        sum_w num[i, w] / w``)."""
-        n_vc = 0
-        for a in range(ng):
-            n_vc += n[a]
-        if n_vc <= 0:
-            for f in range(NGT_NFEAT):
-                res[f] = nan
-            return
-        nvc = np.float64(n_vc)
-        n_gp = 0
-        sum_ps = 0.0
-        sum_s = 0.0
-        for a in range(ng):
-            if n[a] == 0:
-                continue
-            s = 0.0
-            for w in range(1, ncnt):
-                if num[a, w] != 0:
-                    s += num[a, w] / np.float64(w)
-            lv[n_gp] = a + 1.0
-            p[n_gp] = n[a] / nvc
-            sv[n_gp] = s
-            sum_ps += p[n_gp] * s
-            sum_s += s
-            n_gp += 1
-        pp_d2 = 0.0
-        busy_den = 0.0
-        compl = 0.0
-        strength = 0.0
-        for u in range(n_gp):
-            for t in range(u + 1, n_gp):
-                d = lv[u] - lv[t]
-                d2 = d * d
-                pp_d2 += p[u] * p[t] * d2
-                busy_den += abs(lv[u] * p[u] - lv[t] * p[t])
-                compl += abs(d) * (p[u] * sv[u] + p[t] * sv[t]) / (p[u] + p[t])
-                strength += (p[u] + p[t]) * d2
-        # every sum over ordered pairs (i, j) is twice that over i < j (i = j adds 0)
-        if n_gp > 1:
-            contrast = 2.0 * pp_d2 / (n_gp * (n_gp - 1)) * sum_s / nvc
-            busyness = sum_ps / (2.0 * busy_den) if busy_den > 0 else nan
-        else:
-            contrast = 0.0
-            busyness = 0.0
-        res[0] = 1.0 / sum_ps if sum_ps > 0 else 1.0e6   # coarseness (IBSI cap)
-        res[1] = contrast
-        res[2] = busyness
-        res[3] = 2.0 * compl / nvc                       # complexity
-        res[4] = 2.0 * strength / sum_s if sum_s > 0 else 0.0
+    formulas = compiled_formulas()
+    _emphasis = formulas.emphasis
+    _ngt = formulas.ngt
 
     # -- transitions of a row's window along x -----------------------------------------
     @numba.njit(cache=True, nogil=True, inline="always")
@@ -828,6 +555,8 @@ def compiled_texture():
                         ccnt[a, b, t] = ct
             n = np.zeros(ng, np.int64)
             num = np.zeros((ng, ncnt), np.int64)
+            nf = np.empty(ng)
+            sf = np.empty(ng)
             lv = np.empty(ng)
             pr = np.empty(ng)
             sv = np.empty(ng)
@@ -852,7 +581,16 @@ def compiled_texture():
                         _ngt_plane(lev, csum, ccnt, first, p, x, x + w, z, nzs, y, nys, 1,
                                    n, num)
                 cur = x
-                _ngt_formulas(n, num, ng, ncnt, lv, pr, sv, res)
+                # s_i = sum_w num[i, w] / w from the integer numerators
+                for a in range(ng):
+                    nf[a] = n[a]
+                    si = 0.0
+                    if n[a] != 0:
+                        for c in range(1, ncnt):
+                            if num[a, c] != 0:
+                                si += num[a, c] / np.float64(c)
+                    sf[a] = si
+                _ngt(nf, sf, ng, lv, pr, sv, res)
                 for f in range(NGT_NFEAT):
                     out[f, z, y, x] = res[f]
 
@@ -924,8 +662,9 @@ def compiled_texture():
                                 k -= 1  # the voxel itself
                             dep[a, b, t, dx + delta] = k
             m = np.zeros((ng, ncol), np.int64)
-            mi = np.empty(ng, np.int64)
-            mj = np.empty(ncol, np.int64)
+            mi = np.empty(ng)
+            mj = np.empty(ncol)
+            cols = np.empty(ncol, np.int64)
             res = np.empty(EMPHASIS_NFEAT)
             cur = -1
             for x in range(first, last + 1):
@@ -945,22 +684,10 @@ def compiled_texture():
                     for p in range(x, x + w + 1):
                         _ngl_plane(lev, dep, first, p, x, x + w, z, nzs, y, nys, delta, 1, m)
                 cur = x
-                n_s = 0
-                for a in range(ng):
-                    for b in range(ncol):
-                        n_s += m[a, b]
-                # one neighbourhood per voxel: Nv = Ns
-                _emphasis(m, ng, ncol, np.float64(n_s), mi, mj, res)
-                for f in range(EMPHASIS_NFEAT):
+                # one neighbourhood per voxel: Nv = Ns; the dependence energy last
+                _emphasis(m, ng, ncol, NV_COUNTS, 0.0, mi, mj, cols, res)
+                for f in range(NGL_NFEAT):
                     out[f, z, y, x] = res[f]
-                energy = 0.0
-                nsf = np.float64(n_s)
-                for a in range(ng):
-                    for b in range(ncol):
-                        if m[a, b] != 0:
-                            q = m[a, b] / nsf
-                            energy += q * q
-                out[16, z, y, x] = energy if n_s > 0 else nan  # dc_energy
 
     ngl_maps = (numba.njit(cache=True, nogil=True)(_ngl_maps),
                 numba.njit(cache=True, nogil=True, parallel=True)(_ngl_maps))
@@ -1009,7 +736,7 @@ def compiled_texture():
         nd = dirs.shape[0]
         w = 2 * rx
         nlen = max(2 * rz + 1, 2 * ry + 1, 2 * rx + 1)
-        comb_at = EMPHASIS_NFEAT if want_avg else 0
+        comb_at = RLM_NFEAT if want_avg else 0
         for row in numba.prange(cz * cy):
             z = row // cy
             y = row % cy
@@ -1023,10 +750,11 @@ def compiled_texture():
             zlo, zhi, ylo, yhi = z, z + 2 * rz, y, y + 2 * ry
             cnt = np.zeros((nd, ng, nlen), np.int64)
             comb = np.empty((ng, nlen), np.int64)
-            mi = np.empty(ng, np.int64)
-            mj = np.empty(nlen, np.int64)
+            mi = np.empty(ng)
+            mj = np.empty(nlen)
+            cols = np.empty(nlen, np.int64)
             res = np.empty(EMPHASIS_NFEAT)
-            acc = np.empty(EMPHASIS_NFEAT)
+            acc = np.empty(RLM_NFEAT)
             cur = -1
             for x in range(first, cx):
                 if not centres[z, y, x]:
@@ -1049,16 +777,16 @@ def compiled_texture():
                 cur = x
                 if want_avg:
                     used = 0
-                    for f in range(EMPHASIS_NFEAT):
+                    for f in range(RLM_NFEAT):
                         acc[f] = 0.0
                     for k in range(nd):
-                        _emphasis(cnt[k], ng, nlen, -1.0, mi, mj, res)
-                        if np.isnan(res[0]):
+                        if not _emphasis(cnt[k], ng, nlen, NV_RUN_VOXELS, 0.0, mi, mj, cols,
+                                         res):
                             continue  # an empty direction is left out of the average
                         used += 1
-                        for f in range(EMPHASIS_NFEAT):
+                        for f in range(RLM_NFEAT):
                             acc[f] += res[f]
-                    for f in range(EMPHASIS_NFEAT):
+                    for f in range(RLM_NFEAT):
                         out[f, z, y, x] = acc[f] / used if used > 0 else nan
                 if want_comb:
                     comb[:, :] = 0
@@ -1066,11 +794,11 @@ def compiled_texture():
                         for a in range(ng):
                             for b in range(nlen):
                                 comb[a, b] += cnt[k, a, b]
-                    _emphasis(comb, ng, nlen, -1.0, mi, mj, res)
-                    for f in range(EMPHASIS_NFEAT):
+                    _emphasis(comb, ng, nlen, NV_RUN_VOXELS, 0.0, mi, mj, cols, res)
+                    for f in range(RLM_NFEAT):
                         out[comb_at + f, z, y, x] = res[f]
 
     rlm_maps = (numba.njit(cache=True, nogil=True)(_rlm_maps),
                 numba.njit(cache=True, nogil=True, parallel=True)(_rlm_maps))
 
-    return ngt_maps, ngl_maps, rlm_maps, _ngt_formulas, _emphasis
+    return ngt_maps, ngl_maps, rlm_maps

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 
 import numpy as np
 
+from ._formulas import NV_COUNTS, emphasis_table
 from ._texture import (
     TextureCounts,
     aggregate,
     check_level_range,
     check_levels,
-    emphasis_features,
 )
 
 __all__ = ["NGLDM_FEATURES", "count_ngldm", "ngldm_aggregate", "ngldm_features"]
@@ -203,15 +202,18 @@ def ngldm_features(matrix) -> dict[str, float]:
     >>> f["lde"], f["lgce"]
     (0.5, 0.75)
     """
-    s = np.asarray(matrix, dtype=np.float64)
-    ns = float(s.sum())
     # ngl_lde, ngl_hde, ngl_lgce, ngl_hgce, ngl_ldlge, ngl_ldhge, ngl_hdlge, ngl_hdhge,
     # ngl_glnu(_norm), ngl_dcnu(_norm), ngl_dc_perc, ngl_gl_var, ngl_dc_var, ngl_dc_entr:
     # the formulas IBSI shares with the run and zone matrices (one neighbourhood per
-    # voxel: Nv = Ns)
-    out = dict(zip(NGLDM_FEATURES, emphasis_features(s, n_voxels=ns)))
-    out["dc_energy"] = float(np.sum((s / ns) ** 2)) if ns > 0 else math.nan  # ngl_dc_energy
-    return out
+    # voxel: Nv = Ns), then ngl_dc_energy
+    m = np.asarray(matrix)
+    if m.ndim != 2:
+        raise ValueError(f"`matrix` must be 2-D (Ng, Nd), got shape {m.shape}")
+    return dict(zip(NGLDM_FEATURES, _dependence_table(m[None], False)[0][0].tolist()))
+
+
+def _dependence_table(stack, with_sum):
+    return emphasis_table(stack, with_sum=with_sum, nv_mode=NV_COUNTS)
 
 
 def ngldm_aggregate(counts: TextureCounts, dims) -> dict[str, float]:
@@ -223,4 +225,5 @@ def ngldm_aggregate(counts: TextureCounts, dims) -> dict[str, float]:
     >>> ngldm_aggregate(count_ngldm(lev, 2, ["3D"]), ["3D"])["ngl_dc_perc_3D"]
     1.0
     """
-    return aggregate(counts, ngldm_features, NGLDM_FEATURES, "ngl", dims, directional=False)
+    return aggregate(counts, None, NGLDM_FEATURES, "ngl", dims, directional=False,
+                     features_stack=_dependence_table)

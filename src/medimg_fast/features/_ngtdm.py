@@ -17,18 +17,15 @@ chunks is the sum of the matrices: a chunk counts the voxels of its core and rea
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
+from ._formulas import COARSENESS_MAX, ngtdm_table
 from ._texture import TEXTURE_DIMS, TextureCounts, aggregate, check_levels
 
-__all__ = ["NGTDM_FEATURES", "count_ngtdm", "ngtdm_aggregate", "ngtdm_features"]
+__all__ = ["COARSENESS_MAX", "NGTDM_FEATURES", "count_ngtdm", "ngtdm_aggregate", "ngtdm_features"]
 
 NGTDM_FEATURES = ("coarseness", "contrast", "busyness", "complexity", "strength")
-
-#: IBSI's cap on coarseness when ``sum_i p_i s_i = 0`` (a ROI without grey tone change).
-COARSENESS_MAX = 1.0e6
 
 
 @functools.lru_cache(maxsize=1)
@@ -222,39 +219,17 @@ def ngtdm_features(matrix) -> dict[str, float]:
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[1] != 2:
         raise ValueError(f"`matrix` must have shape (Ng, 2), got {m.shape}")
-    n, s = m[:, 0], m[:, 1]
-    n_vc = float(n.sum())
-    if n_vc <= 0:
-        return {k: math.nan for k in NGTDM_FEATURES}
-    present = n > 0
-    lv = np.arange(1, m.shape[0] + 1, dtype=np.float64)[present]
-    p = n[present] / n_vc
-    s = s[present]
-    n_gp = lv.size
-    ps = p * s
-    sum_ps = float(ps.sum())
-    sum_s = float(s.sum())
-    diff = lv[:, None] - lv[None, :]
-    p_plus = p[:, None] + p[None, :]
-    ip = lv * p
-    busy_den = float(np.abs(ip[:, None] - ip[None, :]).sum())
-    if n_gp > 1:
-        contrast = (float(np.sum(p[:, None] * p[None, :] * diff**2)) / (n_gp * (n_gp - 1))
-                    * sum_s / n_vc)
-        busyness = sum_ps / busy_den if busy_den > 0 else math.nan
-    else:
-        contrast = busyness = 0.0
-    complexity = float(np.sum(np.abs(diff) * (ps[:, None] + ps[None, :]) / p_plus)) / n_vc
-    strength = float(np.sum(p_plus * diff**2)) / sum_s if sum_s > 0 else 0.0
-    return {
-        "coarseness": 1.0 / sum_ps if sum_ps > 0 else COARSENESS_MAX,  # ngt.coarseness
-        "contrast": contrast,                                            # ngt.contrast
-        "busyness": busyness,                                            # ngt.busyness
-        "complexity": complexity,                                        # ngt.complexity
-        "strength": strength,                                            # ngt.strength
-    }
+    # ngt_coarseness, ngt_contrast, ngt_busyness, ngt_complexity, ngt_strength
+    values, _ = ngtdm_table(m[None])
+    return dict(zip(NGTDM_FEATURES, values[0].tolist()))
+
+
+def _ngtdm_table(stack, with_sum):
+    # non-directional: never asked for a sum of units
+    return ngtdm_table(stack)
 
 
 def ngtdm_aggregate(counts: TextureCounts, dims=TEXTURE_DIMS) -> dict[str, float]:
     """IBSI-tagged ``ngt_{feature}_{2D, 2_5D, 3D}`` features of :func:`count_ngtdm` counts."""
-    return aggregate(counts, ngtdm_features, NGTDM_FEATURES, "ngt", dims, directional=False)
+    return aggregate(counts, None, NGTDM_FEATURES, "ngt", dims, directional=False,
+                     features_stack=_ngtdm_table)

@@ -47,7 +47,6 @@ __all__ = [
     "check_levels",
     "directions_2d",
     "directions_3d",
-    "emphasis_features",
     "merge_matrices",
 ]
 
@@ -167,21 +166,21 @@ def _is_empty(m) -> bool:
     return not np.any(m)
 
 
-def _mean_features(feature_sets: list[Mapping[str, float]], names) -> dict[str, float]:
-    if not feature_sets:
+def _mean_rows(values: np.ndarray, counted: np.ndarray, names) -> dict[str, float]:
+    """The mean of the counted rows of a ``(unit, feature)`` table, NaN without one."""
+    kept = values[counted]
+    if not len(kept):
         return {n: math.nan for n in names}
-    # one reduction along the rows of a (feature, unit) array: each row is summed as
-    # ``np.mean`` of that feature's list would (the same pairwise sum), in one call
-    # instead of one per feature
-    table = np.array([[f[n] for f in feature_sets] for n in names], dtype=np.float64)
-    return dict(zip(names, np.mean(table, axis=1).tolist()))
+    # one reduction along the rows of a contiguous (feature, unit) array: each feature
+    # summed as ``np.mean`` of its list of values would (the same pairwise sum)
+    return dict(zip(names, np.mean(np.ascontiguousarray(kept.T), axis=1).tolist()))
 
 
 def _sum_axis0(stack: np.ndarray) -> np.ndarray:
     return stack.sum(axis=0)
 
 
-def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[str, float]],
+def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[str, float]] | None,
               names, family: str, dims, directional: bool, *,
               features_stack=None) -> dict[str, float]:
     """IBSI-tagged features ``{family}_{name}_{aggregation}`` of ``counts``.
@@ -189,9 +188,9 @@ def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[st
     Parameters
     ----------
     counts : TextureCounts
-    features : callable
+    features : callable or None
         Formulas of one matrix: ``features(matrix) -> {name: value}`` for every name of
-        ``names`` (NaN where undefined).
+        ``names`` (NaN where undefined); used when ``features_stack`` is None.
     names : sequence of str
         Feature names without the family prefix and the aggregation suffix.
     family : str
@@ -201,8 +200,10 @@ def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[st
     directional : bool
         True for ``cm``/``rlm`` (``_avg``/``_comb`` suffixes), False for the others.
     features_stack : callable, optional
-        ``features`` of a ``(k, ...)`` stack of matrices at once, a list of ``k``
-        results: used for the per-direction matrices when given.
+        The formulas of a ``(k, ...)`` stack of matrices in one call:
+        ``features_stack(stack, with_sum) -> (values, counted)``, ``values`` a ``(k [+
+        1], len(names))`` array (a last row for the stack's sum with ``with_sum``) and
+        ``counted`` False for the rows of empty matrices (left out of averages).
 
     Examples
     --------
@@ -211,135 +212,74 @@ def aggregate(counts: TextureCounts, features: Callable[[np.ndarray], Mapping[st
     {'x_n_3D': 2.0}
     """
     out: dict[str, float] = {}
+    width = len(names)
 
-    def each(matrices):
-        """``features`` of every non-empty matrix of ``matrices``."""
-        kept = [m for m in matrices if not _is_empty(m)]
-        if features_stack is None or len(kept) < 2:
-            return [features(m) for m in kept]
-        return features_stack(np.stack(kept))
+    def table(stack, with_sum=False):
+        """``(values, counted)`` of the matrices of ``stack`` (an array of them or a list)
+        and, with ``with_sum``, of their sum as a last row."""
+        if isinstance(stack, list):
+            if not stack:
+                return np.empty((0, width)), np.zeros(0, bool)
+            if all(m.shape == stack[0].shape for m in stack):
+                stack = np.stack(stack)
+            else:  # run and zone matrices of different widths: one by one
+                parts = [table(m[None]) for m in stack]
+                return (np.concatenate([p[0] for p in parts]),
+                        np.concatenate([p[1] for p in parts]))
+        if features_stack is not None:
+            return features_stack(stack, with_sum)
+        matrices = list(stack) + ([_sum_axis0(stack)] if with_sum else [])
+        counted = np.array([not _is_empty(m) for m in matrices], dtype=bool)
+        values = np.full((len(matrices), width), math.nan)
+        for r, m in enumerate(matrices):
+            if counted[r]:
+                f = features(m)
+                values[r] = [f[n] for n in names]
+        return values, counted
 
-    def put(values, suffix):
+    def put(values, counted, suffix):
+        for n, v in _mean_rows(values, counted, names).items():
+            out[f"{family}_{n}_{suffix}"] = v
+
+    def put_none(suffix):
         for n in names:
-            out[f"{family}_{n}_{suffix}"] = values[n]
+            out[f"{family}_{n}_{suffix}"] = math.nan
 
     slices = [counts.slices[z] for z in sorted(counts.slices)]
     if "2D" in dims:
         if directional:
-            per = each([m for s in slices for m in s])
-            put(_mean_features(per, names), "2D_avg")
-            per = each([_sum_axis0(s) for s in slices])
-            put(_mean_features(per, names), "2D_comb")
+            values, counted = table([m for s in slices for m in s])
+            put(values, counted, "2D_avg")
+            values, counted = table([_sum_axis0(s) for s in slices])
+            put(values, counted, "2D_comb")
         else:
-            per = [features(s[0]) for s in slices if not _is_empty(s)]
-            put(_mean_features(per, names), "2D")
+            values, counted = table([s[0] for s in slices])
+            put(values, counted, "2D")
     if "2.5D" in dims:
         merged = None
         for s in slices:
             merged = merge_matrices(merged, s)
-        if directional:
-            per = [] if merged is None else each(merged)
-            put(_mean_features(per, names), "2_5D_avg")
-            whole = None if merged is None else _sum_axis0(merged)
-            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
-                               names), "2_5D_comb")
+        if merged is None:
+            for suffix in (["2_5D_avg", "2_5D_comb"] if directional else ["2_5D"]):
+                put_none(suffix)
+        elif directional:
+            # the directions and their sum in one call
+            values, counted = table(merged, with_sum=True)
+            put(values[:-1], counted[:-1], "2_5D_avg")
+            put(values[-1:], counted[-1:], "2_5D_comb")
         else:
-            whole = None if merged is None else merged[0]
-            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
-                               names), "2_5D")
+            values, counted = table(merged[:1])
+            put(values, counted, "2_5D")
     if "3D" in dims:
         vol = counts.volume
-        kept = [] if vol is None else [m for m in vol if not _is_empty(m)]
-        if directional and features_stack is not None and len(kept) >= 2:
-            # the directions and their sum in one stack: each matrix's formulas are
-            # evaluated on its own row, so the values are those of two calls
-            whole = _sum_axis0(vol)
-            per = features_stack(np.stack(kept + [whole]))
-            put(_mean_features(per[:-1], names), "3D_avg")
-            put(_mean_features(per[-1:], names), "3D_comb")
+        if vol is None:
+            for suffix in (["3D_avg", "3D_comb"] if directional else ["3D"]):
+                put_none(suffix)
         elif directional:
-            per = [] if vol is None else each(vol)
-            put(_mean_features(per, names), "3D_avg")
-            whole = None if vol is None else _sum_axis0(vol)
-            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
-                               names), "3D_comb")
+            values, counted = table(vol, with_sum=True)
+            put(values[:-1], counted[:-1], "3D_avg")
+            put(values[-1:], counted[-1:], "3D_comb")
         else:
-            whole = None if vol is None else vol[0]
-            put(_mean_features([] if whole is None or _is_empty(whole) else [features(whole)],
-                               names), "3D")
+            values, counted = table(vol[:1])
+            put(values, counted, "3D")
     return out
-
-
-def emphasis_features(matrix, n_voxels=None) -> tuple[float, ...]:
-    """The 16 formulas IBSI shares between the matrices of grey level ``i`` by a count
-    ``j`` (run length, zone size, zone distance, dependence ``+ 1``), in this order::
-
-        short/small j emphasis       sum m / j^2 / Ns       (rlm_sre, szm_sze, dzm_sde, ngl_lde)
-        long/large j emphasis        sum m j^2 / Ns
-        low grey level emphasis      sum m / i^2 / Ns
-        high grey level emphasis     sum m i^2 / Ns
-        short j low grey level       sum m / (i^2 j^2) / Ns
-        short j high grey level      sum m i^2 / j^2 / Ns
-        long j low grey level        sum m j^2 / i^2 / Ns
-        long j high grey level       sum m i^2 j^2 / Ns
-        grey level non-uniformity    sum_i (sum_j m)^2 / Ns, and normalised by Ns^2
-        j non-uniformity             sum_j (sum_i m)^2 / Ns, and normalised by Ns^2
-        percentage                   Ns / Nv
-        grey level variance          sum p (i - mu_i)^2,  p = m / Ns
-        j variance                   sum p (j - mu_j)^2
-        j entropy                    -sum p log2 p
-
-    ``Ns = sum m``; ``Nv`` is ``n_voxels``, by default ``sum j m`` (the voxels of runs
-    and zones, each voxel once per merged direction).  Evaluated on the non-zero entries
-    only: a size-zone matrix is as wide as the largest zone and mostly empty.  All NaN
-    for an empty matrix.
-
-    Examples
-    --------
-    >>> f = emphasis_features(np.array([[2, 1]]))  # two counts of j = 1, one of j = 2
-    >>> f[0], f[12]
-    (0.75, 0.75)
-    """
-    m = np.asarray(matrix)
-    # the columns holding counts first (a vectorised reduction), then the non-zero
-    # entries of those: the same entries in the same order as ``np.nonzero(m)``
-    cols = np.flatnonzero(m.any(axis=0)) if m.ndim == 2 else None
-    if cols is not None and 4 * len(cols) < m.shape[1]:
-        ii, kk = np.nonzero(m[:, cols])
-        jj = cols[kk]
-    else:
-        ii, jj = np.nonzero(m)
-    c = m[ii, jj].astype(np.float64)  # only the non-zero entries are converted
-    n_s = float(c.sum())
-    if n_s <= 0:
-        return (math.nan,) * 16
-    i = ii + 1.0
-    j = jj + 1.0
-    i2, j2 = i * i, j * j
-    n_v = float(np.dot(c, j)) if n_voxels is None else float(n_voxels)
-    p = c / n_s
-    # the marginals' empty bins add nothing to their sums of squares: dropped, so that
-    # the dot products stay short (a long one goes to threaded BLAS, slow on busy cores)
-    m_i = np.bincount(ii, weights=c)
-    m_j = np.bincount(jj, weights=c)
-    m_i, m_j = m_i[m_i > 0], m_j[m_j > 0]
-    mu_i = float(np.dot(i, p))
-    mu_j = float(np.dot(j, p))
-    return (
-        float(np.dot(c, 1.0 / j2)) / n_s,
-        float(np.dot(c, j2)) / n_s,
-        float(np.dot(c, 1.0 / i2)) / n_s,
-        float(np.dot(c, i2)) / n_s,
-        float(np.dot(c, 1.0 / (i2 * j2))) / n_s,
-        float(np.dot(c, i2 / j2)) / n_s,
-        float(np.dot(c, j2 / i2)) / n_s,
-        float(np.dot(c, i2 * j2)) / n_s,
-        float(np.dot(m_i, m_i)) / n_s,
-        float(np.dot(m_i, m_i)) / n_s**2,
-        float(np.dot(m_j, m_j)) / n_s,
-        float(np.dot(m_j, m_j)) / n_s**2,
-        n_s / n_v if n_v > 0 else math.nan,
-        float(np.dot((i - mu_i) ** 2, p)),
-        float(np.dot((j - mu_j) ** 2, p)),
-        float(-np.dot(p, np.log2(p))),
-    )
