@@ -168,6 +168,19 @@ def test_a_multi_member_gzip_stream_is_read_whole(tmp_path):
     _check_equals_whole_read(image, mask)
 
 
+def test_an_empty_or_truncated_image_stream_is_a_corrupt_volume(tmp_path):
+    from medimg_fast.io import CorruptVolumeError
+
+    aff = _affine((0, 1, 2), (1, 1, 1))
+    mask = _write(tmp_path, "mask", _roi(8), aff)
+    whole = _write(tmp_path, "image", np.ones(SHAPE, np.int16), aff).read_bytes()
+    for name, content in (("empty", b""), ("cut", whole[:len(whole) // 2])):
+        image = tmp_path / f"{name}.nii.gz"
+        image.write_bytes(content)
+        with pytest.raises(CorruptVolumeError, match=name):
+            read_nifti_roi(image, mask)
+
+
 def test_pairs_it_cannot_crop_are_left_to_the_whole_read(tmp_path):
     aff = _affine((0, 1, 2), (1, 1, 1))
     data = np.zeros(SHAPE, np.int16)

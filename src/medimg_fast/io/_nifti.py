@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,8 +96,6 @@ def _whole_volume_array(path, stored_shape, dtype, spacing, origin, direction):
     contiguous by one task: a gzip stream is decompressed whole anyway, and one task
     instead of a read, a reshape, flips and a transpose keeps Dask's graph overhead
     (graph building, optimisation, scheduling) to a few hundred microseconds."""
-    import os
-
     import dask.array as da
     from dask.base import tokenize
 
@@ -229,6 +228,11 @@ def _nifti_prefix(path, stop_fn, inflater=None):
     return _load_image_raw(path)
 
 
+#: Bytes of the stream that hold any NIfTI header: NIfTI-2's 540 and the 4 bytes of
+#: the extension flag (what a stop function is given).
+_HEADER_BYTES = 544
+
+
 class _PrefixInflater:
     """A gzip stream inflated by ISA-L on a worker thread (it releases the GIL) while
     the caller works out how much of it is needed: :meth:`result` then gives the bytes
@@ -259,32 +263,40 @@ class _PrefixInflater:
             import isal.isal_zlib  # noqa: F401
         except ImportError:
             return None
+        import mmap
+
+        # mapped, not read: the worker starts on the page cache at once (reading the
+        # 2.4 MB stream of a CT first took 0.3-1.8 ms of the critical path)
         with open(path, "rb") as fh:
-            return cls(fh.read())
+            if os.fstat(fh.fileno()).st_size == 0:
+                return None  # nothing to map: the whole read reports the empty file
+            return cls(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
 
     def _run(self):
         from isal import isal_zlib
 
         try:
             inflater = isal_zlib.decompressobj(31)
-            view = memoryview(self._packed)
-            chunks, n, fed, stop = [], 0, 0, None
-            while True:
-                if self._asked.is_set() and n >= 544:
-                    head = b"".join(chunks)[:544]
-                    stop = self._stop_fn(head) if self._stop_fn is not None else None
-                    if stop is not None and stop > n and fed < len(view) and not inflater.eof:
-                        chunks.append(inflater.decompress(view[fed:], stop - n))
-                        n += len(chunks[-1])
-                    break  # stop None: the whole stream, inflated by :meth:`result`
-                if fed >= len(view) or inflater.eof:
-                    if self._asked.is_set():
-                        break
-                    self._asked.wait()  # all inflated: the stop decides what is kept
-                    continue
-                chunks.append(inflater.decompress(view[fed:fed + self._STEP]))
-                n += len(chunks[-1])
-                fed += self._STEP
+            chunks, n, fed, stop, head = [], 0, 0, None, b""
+            with memoryview(self._packed) as view:
+                while True:
+                    if self._asked.is_set() and n >= _HEADER_BYTES:
+                        stop = self._stop_fn(head) if self._stop_fn is not None else None
+                        if (stop is not None and stop > n and fed < len(view)
+                                and not inflater.eof):
+                            chunks.append(inflater.decompress(view[fed:], stop - n))
+                            n += len(chunks[-1])
+                        break  # stop None: the whole stream, inflated by :meth:`result`
+                    if fed >= len(view) or inflater.eof:
+                        if self._asked.is_set():
+                            break
+                        self._asked.wait()  # all inflated: the stop decides what is kept
+                        continue
+                    chunks.append(inflater.decompress(view[fed:fed + self._STEP]))
+                    n += len(chunks[-1])
+                    fed += self._STEP
+                    if len(head) < _HEADER_BYTES:
+                        head = (head + chunks[-1])[:_HEADER_BYTES]
             whole = inflater.eof and not inflater.unused_data
             if stop is not None and n >= stop or whole:
                 self._raw = b"".join(chunks)
@@ -300,12 +312,15 @@ class _PrefixInflater:
         self._stop_fn = stop_fn
         self._asked.set()
         self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if self._raw is None:  # a multi-member or unparsed stream: inflated whole
-            from isal import igzip
+        try:
+            if self._error is not None:
+                raise self._error
+            if self._raw is None:  # a multi-member or unparsed stream: inflated whole
+                from isal import igzip
 
-            self._raw = igzip.decompress(self._packed)
+                self._raw = igzip.decompress(self._packed[:])  # bytes, not the map
+        finally:
+            self._packed.close()
         return self._raw
 
 
