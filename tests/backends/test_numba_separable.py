@@ -372,3 +372,209 @@ def test_invalid_arguments_raise_clear_errors():
         K.correlate_separable(a, (0,), (np.ones((2, 2)),), 0, 0.0)
     with pytest.raises(ValueError, match="weights"):
         K.correlate_separable(a, (0,), (np.ones(0),), 0, 0.0)
+
+
+# -- x tiles (the z window in L2 at large plane sizes) ----------------------------------
+
+
+def assert_same_bits(got, expected):
+    """Equal bit for bit, NaN where the reference has NaN (and nowhere else)."""
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.array_equal(got, expected, equal_nan=True)
+
+
+def tiled(a, run, mode, xtile, yblock=None, band=None, zchunk=None, cval=CVAL):
+    return K._sweep(a, run, MODE_CODES[mode], cval, yblock=yblock, band=band, xtile=xtile,
+                    zchunk=zchunk)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_x_tiles_give_the_same_bits(dtype, mode):
+    """Work items of (x tile, z chunk), y blocks in order with the y halo carried from
+    the block before, z fastest: tiles of one column, narrower than the x halo (8 and 4
+    columns here), ragged last tiles (23 = 5 + 5 + 5 + 5 + 3), one tile of the whole
+    row; blocks shorter than the y halo; chunks of one plane, ragged, or all planes; with
+    and without each pass; against the chain, bit for bit."""
+    a = image((7, 19, 23), dtype, "x-tiles", mode)
+    g17, g9, d = gaussian(2.0), gaussian(1.0), gaussian(1.0, 1)
+    passes = [(0, g9), (1, g17), (2, g17)]
+    for sub in ([0, 1, 2], [0, 2], [0, 1], [1, 2], [0]):
+        run = [passes[i] for i in sub]
+        expected = chain(a, [p[0] for p in run], [p[1] for p in run], mode)
+        for xtile in (1, 3, 5, 8, 22, 23):
+            for yblock, band, zchunk in [(None, None, None), (1, 1, 2), (4, 3, 1),
+                                         (19, 64, 3), (7, 2, 7)]:
+                assert_same_bits(tiled(a, run, mode, xtile, yblock, band, zchunk), expected)
+    # an antisymmetric x-pass and a general one with zero taps (_compact_taps)
+    for run in ([(0, g17), (1, d), (2, d)],
+                [(0, ZERO_TAP_KERNELS[0]), (1, g9), (2, ZERO_TAP_KERNELS[3])]):
+        expected = chain(a, [p[0] for p in run], [p[1] for p in run], mode)
+        for xtile, yblock, zchunk in [(2, 3, 1), (6, 19, 4), (10, 1, 7)]:
+            assert_same_bits(tiled(a, run, mode, xtile, yblock, 2, zchunk), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_x_tiles_of_gaussians_up_to_sigma_5(dtype, mode):
+    """41-tap kernels on axes shorter than the kernel (the extension folds over), with
+    the untiled sweep, the chain and scipy as references."""
+    for shape in [(5, 30, 37), (45, 12, 50)]:
+        a = image(shape, dtype, "x-tiles-sigma", mode)
+        for sigma in (1.0, 3.0, 5.0):
+            run = [(axis, gaussian(sigma)) for axis in range(3)]
+            expected = chain(a, range(3), [w for _, w in run], mode)
+            assert_same_bits(K._sweep(a, run, MODE_CODES[mode], CVAL), expected)
+            for xtile, yblock, zchunk in [(7, 5, 2), (16, 30, None), (36, 2, 11),
+                                          (50, 3, 1)]:
+                assert_same_bits(tiled(a, run, mode, xtile, yblock, None, zchunk), expected)
+    ref = scipy_chain(a, range(3), [w for _, w in run], mode)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(tiled(a, run, mode, 9, 4), ref, rtol=tol,
+                               atol=tol * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_x_tiles_equal_scipy_gaussian_filter_in_float64(mode):
+    """scipy.ndimage.gaussian_filter (float64) itself, bit for bit, where the sweep
+    matches it today (sigma <= 2: same weights, same sums)."""
+    a = image((10, 21, 26), np.float64, "scipy-bits", mode)
+    for sigma in (1.0, 2.0):
+        ref = ndi.gaussian_filter(a, sigma, mode=mode, cval=CVAL)
+        run = [(axis, gaussian(sigma)) for axis in range(3)]
+        for xtile, yblock, zchunk in [(4, 3, 3), (11, 21, 10), (26, 8, 1)]:
+            assert_same_bits(tiled(a, run, mode, xtile, yblock, None, zchunk), ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_x_tiles_keep_nan_positions(dtype, mode):
+    a = image((8, 15, 21), dtype, "x-tiles-nan", mode)
+    a[0, 0, 0] = a[3, 7, 20] = a[7, 14, 10] = np.nan
+    a[5, 2, 3] = np.inf
+    run = [(0, gaussian(1.0)), (1, gaussian(1.5)), (2, gaussian(2.0))]
+    expected = chain(a, range(3), [w for _, w in run], mode)
+    assert np.isnan(expected).any() and not np.isnan(expected).all()
+    for xtile, yblock, zchunk in [(1, 4, 3), (6, 15, 8), (9, 2, 1)]:
+        assert_same_bits(tiled(a, run, mode, xtile, yblock, 3, zchunk), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_x_tiles_of_a_2d_image(dtype, mode):
+    """No z-pass: the tiled sweep copies the rows of the plane (an identity z-pass)."""
+    a = image((17, 29), dtype, "x-tiles-2d", mode)
+    for run in ([(0, gaussian(2.0)), (1, gaussian(1.0))], [(0, gaussian(1.0, 1)),
+                                                             (1, gaussian(2.0, 2))]):
+        expected = chain(a, [p[0] for p in run], [p[1] for p in run], mode)
+        for xtile, yblock in [(1, 1), (4, 17), (13, 5), (29, 3)]:
+            assert_same_bits(tiled(a, run, mode, xtile, yblock, 2), expected)
+
+
+def test_x_tile_geometry():
+    """Local rows: the tile's columns with its x halo inside the row, then the columns
+    the x extension copies from elsewhere (wrap: the far end of the row)."""
+    tiles, runs, emap = K._x_tiles(20, 6, 5, MODE_CODES["wrap"])
+    assert tiles[:, :2].tolist() == [[0, 6], [6, 12], [12, 18], [18, 20]]
+    # tile 0: columns 0..7, then 18, 19 for the extended positions -2, -1
+    x0, x1, width, r0, r1, lpad, inside, e0 = tiles[0]
+    assert (width, lpad, inside) == (10, 2, 8)
+    assert runs[r0:r1].tolist() == [[0, 8, 0], [18, 2, 8]]
+    assert emap[e0:e0 + x1 - x0 + 4].tolist() == [8, 9] + list(range(8))
+    # an inner tile reads its halo from the row itself
+    x0, x1, width, r0, r1, lpad, inside, e0 = tiles[1]
+    assert (width, lpad, inside) == (10, 0, 10) and runs[r0:r1].tolist() == [[4, 10, 0]]
+    # a row shorter than the halo: the extension folds over the whole row
+    tiles, runs, emap = K._x_tiles(3, 1, 17, MODE_CODES["reflect"])
+    assert tiles[:, 2].tolist() == [3, 3, 3]
+    assert set(emap.tolist()) == {0, 1, 2}
+    tiles, runs, emap = K._x_tiles(9, 4, 3, MODE_CODES["constant"])
+    assert emap[tiles[0, 7]] == -1 and tiles[0, 2] == 5
+
+
+@st.composite
+def tile_cases(draw):
+    ndim = draw(st.integers(2, 3))
+    shape = tuple(draw(st.integers(1, 14)) for _ in range(ndim))
+    dtype = draw(st.sampled_from(DTYPES))
+    mode = draw(st.sampled_from(MODES))
+    axes = tuple(sorted(draw(st.sets(st.integers(0, ndim - 1), min_size=1))))
+    gen = np.random.default_rng(draw(st.integers(0, 2**16)))
+    weights = []
+    for _ in axes:
+        taps = draw(st.integers(1, 11))
+        w = gen.standard_normal(taps)
+        kind = draw(st.sampled_from(["general", "symmetric", "antisymmetric", "zeros"]))
+        if kind == "symmetric":
+            w = w + w[::-1]
+        elif kind == "antisymmetric" and taps % 2:
+            w = w - w[::-1]
+        elif kind == "zeros":
+            w[gen.random(taps) < 0.5] = 0.0
+        weights.append(w)
+    xtile = draw(st.integers(1, shape[-1]))
+    yblock = draw(st.one_of(st.none(), st.integers(1, shape[-2])))
+    band = draw(st.one_of(st.none(), st.integers(1, 5)))
+    zchunk = draw(st.one_of(st.none(), st.integers(1, shape[0])))
+    seed = draw(st.integers(0, 2**16))
+    return shape, dtype, mode, axes, weights, xtile, yblock, band, zchunk, seed
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tile_cases())
+def test_x_tiles_property(case):
+    """Any shape, kernels, tile width, block height, band and z chunk: the tiled sweep
+    equals the chain and the untiled sweep bit for bit."""
+    shape, dtype, mode, axes, weights, xtile, yblock, band, zchunk, seed = case
+    a = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    run = list(zip(axes, [np.asarray(w, dtype=np.float64) for w in weights]))
+    expected = chain(a, axes, weights, mode)
+    assert_same_bits(K._sweep(a, run, MODE_CODES[mode], CVAL, yblock=yblock, band=band),
+                     expected)
+    assert_same_bits(tiled(a, run, mode, xtile, yblock, band, zchunk), expected)
+
+
+def test_tiles_are_chosen_for_large_planes_and_fit_the_budget():
+    """Every Gaussian up to sigma 5, float32 and float64: planes of 512^2 and 1024^2 get
+    tiles whose z window (the ring of input rows) fits the L2 budget."""
+    for dtype in DTYPES:
+        itemsize = np.dtype(dtype).itemsize
+        for sigma in (2.0, 3.0, 4.0, 5.0):
+            g = gaussian(sigma).astype(dtype)
+            for n in (512, 1024):
+                yblock, xtile = K._l2_tiles(n, n, [g, g, g], g.size, itemsize)
+                local = min(n, xtile + g.size - 1)
+                assert 8 <= yblock < n and 64 <= xtile <= n
+                assert g.size * yblock * local * itemsize <= K._L2_TILE_BYTES
+    # a z window that fits L2 as it is: no tiles
+    g = gaussian(1.0).astype(np.float32)
+    assert K._l2_tiles(64, 64, [g, g, g], g.size, 4) is None
+    assert K._l2_tiles(512, 512, [np.empty(0), g, g], 0, 4) is None
+    # chunks of z: a multiple of the thread count, long where there are planes to spare
+    threads = numba.get_num_threads()
+    for nz, n_xtiles, kz in [(512, 1, 17), (160, 1, 41), (7, 3, 9), (1, 1, 5)]:
+        zchunk = K._tile_zchunk(nz, n_xtiles, kz)
+        assert 1 <= zchunk <= max(nz, 1)
+        if nz >= 8 * threads * 2 * kz:
+            assert -(-nz // zchunk) * n_xtiles >= 4 * threads
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_small_budget_takes_the_tiled_sweep_by_default(monkeypatch, mode):
+    """Shrink the L2 budgets so a small volume takes tiles by default; the public
+    gaussian_filter then still equals scipy's (float64, bit for bit) and the chain."""
+    from medimg_fast import filters
+
+    monkeypatch.setattr(K, "_L2_WINDOW_BYTES", 4096)
+    monkeypatch.setattr(K, "_L2_TILE_BYTES", 9 * 90 * 8 * 12)  # 12-row blocks of whole rows
+    a = image((16, 40, 90), np.float64, "small-budget", mode)
+    g = gaussian(1.0)
+    choice = K._l2_tiles(40, 90, [g, g, g], g.size, 8)
+    assert choice == (12, 90)
+    ref = ndi.gaussian_filter(a, 1.0, mode=mode, cval=CVAL)
+    got = filters.gaussian_filter(a, 1.0, mode=mode, cval=CVAL, backend="numba")
+    assert_same_bits(got, ref)
+    b = a.astype(np.float32)
+    got = K.correlate_separable(b, (0, 1, 2), (g, g, g), MODE_CODES[mode], CVAL)
+    assert_same_bits(got, chain(b, (0, 1, 2), (g, g, g), mode))
