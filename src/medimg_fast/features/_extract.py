@@ -320,14 +320,18 @@ def _extract_grid(grid, morph_grid, volume, spacing, settings, kernels, filter_b
         texture = _texture(grid, kernels, mom, settings, distance_grid,
                            parallel=short_morph)
     out.update({k: v for k, v in texture.items() if k.startswith(("ih_", "cm_"))})
+    # local intensity and the IVH while the morphology (Moran's I, Geary's C) may still
+    # run on the other thread; reported after it, in the serial path's order
+    rest = {}
+    if "loc" in fams:
+        rest.update(_local_intensity(image, mask, spacing))
+    if "ivh" in fams:
+        rest.update(_ivh(grid, mom, settings))
     if "morph" in fams and morph is None:
         out.update(_morphology(morph_grid, grid, spacing, settings, kernels, morph_shape))
     if morph is not None:
-        out.update(morph.result())  # the serial path's order: morphology, then the rest
-    if "loc" in fams:
-        out.update(_local_intensity(image, mask, spacing))
-    if "ivh" in fams:
-        out.update(_ivh(grid, mom, settings))
+        out.update(morph.result())
+    out.update(rest)
     out.update({k: v for k, v in texture.items() if not k.startswith(("ih_", "cm_"))})
     if settings.filters:
         box = None if grid.is_dask or mask is None else tuple(
