@@ -218,35 +218,8 @@ def dependence_energy(matrix) -> float:
 
 
 def ngtdm_features(matrix) -> dict[str, float]:
-    """The 5 IBSI NGTDM features of one matrix.
-
-    Parameters
-    ----------
-    matrix : (Ng, 2) array
-        Column 0 ``n_i`` (voxels of level ``i`` with a valid neighbourhood), column 1
-        ``s_i`` (their summed grey tone differences), as counted by :func:`count_ngtdm`.
-
-    Returns
-    -------
-    dict
-        Name of :data:`NGTDM_FEATURES` to value; all NaN when no voxel has a neighbour.
-
-    Notes
-    -----
-    IBSI-1 reference manual (arXiv:1612.07003), "Neighbourhood grey tone difference
-    based features".  ``N_vc = sum n_i``, ``p_i = n_i / N_vc``, ``N_gp`` the number of
-    levels with ``p_i > 0``; double sums run over those levels.  IBSI's conventions:
-    coarseness is capped at ``1e6`` when ``sum p_i s_i = 0``; contrast and busyness are 0
-    when ``N_gp = 1``; strength is 0 when ``sum s_i = 0``.  Busyness is NaN when its
-    denominator vanishes with ``N_gp > 1`` (e.g. ``p = (2/3, 1/3)``), which IBSI leaves
-    undefined.
-
-    Examples
-    --------
-    >>> f = ngtdm_features(np.array([[1.0, 1.0], [2.0, 0.5]]))
-    >>> round(f["coarseness"], 4), round(f["strength"], 4)
-    (1.5, 1.3333)
-    """
+    """NumPy reference of :func:`medimg_fast.features._ngtdm.ngtdm_features` (its
+    docstring states the definitions and IBSI's conventions)."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[1] != 2:
         raise ValueError(f"`matrix` must have shape (Ng, 2), got {m.shape}")
