@@ -255,6 +255,22 @@ def test_four_dimensional_images_fall_back_to_passes():
 # -- exactness across chunks ------------------------------------------------------------
 
 
+def draw_kernel(draw, gen, max_taps, kinds):
+    """A random 1-D kernel of 1 .. ``max_taps`` taps of one of ``kinds``: general,
+    symmetric, antisymmetric (odd lengths; even ones stay general) or general with
+    about half its taps zero."""
+    taps = draw(st.integers(1, max_taps))
+    w = gen.standard_normal(taps)
+    kind = draw(st.sampled_from(kinds))
+    if kind == "symmetric":
+        w = w + w[::-1]
+    elif kind == "antisymmetric" and taps % 2:
+        w = w - w[::-1]
+    elif kind == "zeros":
+        w[gen.random(taps) < 0.5] = 0.0
+    return w
+
+
 @st.composite
 def chunk_cases(draw):
     ndim = draw(st.integers(2, 3))
@@ -266,15 +282,9 @@ def chunk_cases(draw):
     weights = []
     halo = [(0, 0)] * ndim
     for axis in axes:
-        taps = draw(st.integers(1, 9))
-        w = gen.standard_normal(taps)
-        kind = draw(st.sampled_from(["general", "symmetric", "antisymmetric"]))
-        if kind == "symmetric":
-            w = w + w[::-1]
-        elif kind == "antisymmetric" and taps % 2:
-            w = w - w[::-1]
+        w = draw_kernel(draw, gen, 9, ["general", "symmetric", "antisymmetric"])
         weights.append(w)
-        halo[axis] = (taps // 2, taps - 1 - taps // 2)
+        halo[axis] = (w.size // 2, w.size - 1 - w.size // 2)
     block = draw_interior_block(draw, shape, halo)
     split = draw(st.sampled_from([None, (1, 1), (2, 3), (5, 2)]))
     seed = draw(st.integers(0, 2**16))
@@ -503,16 +513,8 @@ def tile_cases(draw):
     gen = np.random.default_rng(draw(st.integers(0, 2**16)))
     weights = []
     for _ in axes:
-        taps = draw(st.integers(1, 11))
-        w = gen.standard_normal(taps)
-        kind = draw(st.sampled_from(["general", "symmetric", "antisymmetric", "zeros"]))
-        if kind == "symmetric":
-            w = w + w[::-1]
-        elif kind == "antisymmetric" and taps % 2:
-            w = w - w[::-1]
-        elif kind == "zeros":
-            w[gen.random(taps) < 0.5] = 0.0
-        weights.append(w)
+        weights.append(draw_kernel(draw, gen, 11,
+                                   ["general", "symmetric", "antisymmetric", "zeros"]))
     xtile = draw(st.integers(1, shape[-1]))
     yblock = draw(st.one_of(st.none(), st.integers(1, shape[-2])))
     band = draw(st.one_of(st.none(), st.integers(1, 5)))
