@@ -64,8 +64,9 @@ def parse_size(value) -> int:
 def memory_budget() -> int:
     """Bytes a filter call may hold at once (``MEDIMG_FAST_MEMORY_BUDGET``, default 2 GiB).
 
-    NumPy inputs larger than this are filtered in chunks; writing a Dask result to Zarr
-    proceeds in steps of 1/32 of it (:func:`write_step_bytes`).
+    A NumPy input whose whole-image call would hold more than this is filtered in chunks
+    (what a call holds: :func:`medimg_fast.filters._dispatch.apply_filter`); writing a
+    Dask result to Zarr proceeds in steps of 1/32 of it (:func:`write_step_bytes`).
     """
     value = os.environ.get(MEMORY_BUDGET_ENV)
     if value:

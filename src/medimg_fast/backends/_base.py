@@ -75,6 +75,12 @@ class Backend:
                                      out=out if i == len(passes) - 1 else None)
         return image
 
+    def separable_temporaries(self, ndim: int, passes) -> int:
+        """Image-sized arrays :meth:`correlate_separable` holds at once besides its input
+        and its result: here each pass but the last makes a new one, and the one before
+        is freed once the next exists."""
+        return max(min(len(passes) - 1, 2), 0)
+
     def correlate(self, image, weights, mode: str, cval: float, out=None):
         """N-D correlation with a float64 NumPy ``weights`` array of ``image.ndim`` dims,
         centred at ``shape // 2``."""

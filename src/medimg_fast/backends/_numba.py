@@ -7,6 +7,7 @@ numba; this module imports it lazily so that ``import medimg_fast`` stays cheap.
 from __future__ import annotations
 
 import functools
+import itertools
 
 from .._shared.boundary import MODE_CODES
 from ._base import Backend
@@ -53,6 +54,14 @@ class NumbaBackend(Backend):
         return _kernels().correlate_separable(
             image, tuple(a for a, _ in passes), tuple(w for _, w in passes),
             MODE_CODES[mode], cval, out=out)
+
+    def separable_temporaries(self, ndim, passes):
+        # passes along strictly ascending axes of an image of at most 3-D are one sweep with
+        # no intermediate (see the kernel); otherwise as the base class counts
+        axes = [a for a, _ in passes]
+        if ndim <= 3 and all(a < b for a, b in itertools.pairwise(axes)):
+            return 0
+        return super().separable_temporaries(ndim, passes)
 
     def correlate(self, image, weights, mode, cval, out=None):
         if image.ndim > 3:  # the compiled kernels cover 1-D to 3-D; scipy does the rest

@@ -70,7 +70,8 @@ def common_options(mode, cval):
     return normalize_mode(mode), check_cval(cval)
 
 
-def apply_filter(image, op, depth, *, mode: str, backend: str = "auto", out=None):
+def apply_filter(image, op, depth, *, mode: str, backend: str = "auto", out=None,
+                 temporaries=None):
     """Run ``op`` over ``image`` on the chosen backend; return the same kind of array.
 
     Parameters
@@ -94,6 +95,13 @@ def apply_filter(image, op, depth, *, mode: str, backend: str = "auto", out=None
         (:func:`medimg_fast.chunking.filter_numpy_in_chunks`); for Dask and CuPy images
         ``out`` is not used (the caller copies the result).  ``op`` must accept ``out``
         when one is given.
+    temporaries : callable, optional
+        ``temporaries(engine) -> int``: how many arrays of the image's size and working
+        dtype ``op`` holds at once besides its block and its result.  A NumPy image on a
+        CPU backend is then filtered whole while those, and a converted copy of the
+        image where its dtype or layout is not the working one, fit the memory budget:
+        the result is made whole either way, so blocks would bound only those.  Without
+        it, the input, the output and two temporaries must fit.
     """
     kind = array_kind(image)
     on_gpu = kind in ("cupy", "dask-cupy")
@@ -111,8 +119,8 @@ def apply_filter(image, op, depth, *, mode: str, backend: str = "auto", out=None
     if kind == "numpy":
         image = np.asarray(image)
         budget = chunking.memory_budget()
-        # input, output and two temporaries of the working dtype
-        if image.size * dtype.itemsize * 4 > budget and image.ndim > 0:
+        held = _volumes_held(image, dtype, engine, temporaries)
+        if image.size * dtype.itemsize * held > budget and image.ndim > 0:
             # each block into the result (``out`` when given); an op that takes ``out``
             # writes every block into one scratch block
             takes_out = not engine.on_gpu and "out" in inspect.signature(op).parameters
@@ -130,6 +138,15 @@ def apply_filter(image, op, depth, *, mode: str, backend: str = "auto", out=None
     return chunking.map_with_halo(
         image.astype(dtype), block_function, depth, mode=mode, dtype=dtype, meta=meta,
     )
+
+
+def _volumes_held(image, dtype, engine, temporaries) -> int:
+    """Arrays of the image's size in ``dtype`` that filtering a NumPy ``image`` whole
+    holds, for the memory budget (see :func:`apply_filter`)."""
+    if temporaries is None or engine.on_gpu:
+        return 4  # input, output and two temporaries of the working dtype
+    converted = image.dtype != dtype or not image.flags.c_contiguous
+    return int(temporaries(engine)) + int(converted)
 
 
 _OUTPUT_DOC = """    output : dtype or array, optional

@@ -120,7 +120,9 @@ def gaussian_filter(image, sigma, *, order=0, mode="reflect", cval=0.0, truncate
             return copy_block(block, out)
         return engine.correlate_separable(block, passes, mode, cval, out=out)
 
-    return apply_filter(image, op, depth, mode=mode, backend=backend, out=out)
+    return apply_filter(image, op, depth, mode=mode, backend=backend, out=out,
+                        temporaries=lambda engine: engine.separable_temporaries(
+                            image.ndim, passes))
 
 
 def _derivative_terms(ndim, sigma, truncate, axes, spacing, derivative_order, radius=None):
