@@ -7,7 +7,6 @@ numba; this module imports it lazily so that ``import medimg_fast`` stays cheap.
 from __future__ import annotations
 
 import functools
-import itertools
 
 from .._shared.boundary import MODE_CODES
 from ._base import Backend
@@ -56,10 +55,9 @@ class NumbaBackend(Backend):
             MODE_CODES[mode], cval, out=out)
 
     def separable_temporaries(self, ndim, passes):
-        # passes along strictly ascending axes of an image of at most 3-D are one sweep with
-        # no intermediate (see the kernel); otherwise as the base class counts
-        axes = [a for a, _ in passes]
-        if ndim <= 3 and all(a < b for a, b in itertools.pairwise(axes)):
+        # one run of passes in an image of at most 3-D is one sweep with no intermediate
+        # (a 1-D image has one axis: a single pass); otherwise as the base class counts
+        if not passes or (ndim <= 3 and len(_kernels().sweep_runs(passes)) == 1):
             return 0
         return super().separable_temporaries(ndim, passes)
 

@@ -1259,6 +1259,18 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None,
     return out.reshape(image.shape) if given is None else given
 
 
+def sweep_runs(passes):
+    """``passes`` (``(axis, weights)`` pairs, in order) cut into runs along strictly
+    ascending axes: each run of a 2-D or 3-D image is one sweep."""
+    runs = [[passes[0]]]
+    for p in passes[1:]:
+        if p[0] > runs[-1][-1][0]:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
 def correlate_separable(image, axes, weights, mode_code, cval, out=None):
     """1-D correlations along ``axes`` in order, fused into as few sweeps as possible.
 
@@ -1309,12 +1321,7 @@ def correlate_separable(image, axes, weights, mode_code, cval, out=None):
         out = _destination(image, out)
         out[...] = image
         return out
-    runs = [[passes[0]]]
-    for p in passes[1:]:
-        if p[0] > runs[-1][-1][0]:
-            runs[-1].append(p)
-        else:
-            runs.append([p])
+    runs = sweep_runs(passes)
     result = image
     scratch = _Scratch(image) if len(runs) > 1 else None
     for i, run in enumerate(runs):
