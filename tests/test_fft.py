@@ -223,3 +223,58 @@ def test_dctn_type1_matches_scipy(rng, shape, dtype):
     got = _fft.dctn_type1(x, overwrite=True)
     assert got is x
     np.testing.assert_allclose(x, ref, rtol=0, atol=_tol(dtype, ref))
+
+
+#: Run in a child process pinned to one core (before anything imports ducc0): digests of
+#: transforms whose values ducc0's one-thread path changes in the last bits (shapes of at
+#: least 32768 elements, lines of 300 or more), of Moran's I / Geary's C (FFT sums) and of
+#: a Fourier-domain filter.
+_CORE_PROBE = r"""
+import hashlib, json, os, sys
+if sys.argv[1] == "pin":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import numpy as np
+import medimg_fast as mf
+from medimg_fast import _fft
+from medimg_fast.features._morphology import _moran_geary
+
+def digest(a):
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+rng = np.random.default_rng(7)
+out = {"cores": _fft.usable_cores()}
+x = rng.standard_normal((512, 37, 9))
+xc = x + 1j * rng.standard_normal(x.shape)
+out["rfftn"] = digest(_fft.rfftn(x.astype(np.float32)))
+out["irfftn"] = digest(_fft.irfftn(_fft.rfftn(x), x.shape))
+out["fft"] = digest(_fft.fft(xc, axis=0))
+out["rfft"] = digest(_fft.rfft(rng.standard_normal((9, 37, 600)), axis=2))
+out["dct"] = digest(_fft.dctn_type1(rng.standard_normal((40, 41, 42))))
+out["fftn_inplace"] = digest(_fft.fftn_inplace(xc.copy(), (0, 1)))
+idx = np.argwhere(rng.random((30, 28, 26)) < 0.4)
+out["moran_geary"] = _moran_geary(idx, rng.normal(40.0, 30.0, len(idx)), (2.0, 0.8, 0.8))
+image = rng.normal(0.0, 100.0, (6, 160, 170)).astype(np.float32)
+out["gabor"] = digest(mf.gabor_filter(image, sigma_mm=5.0, lambda_mm=2.0, gamma=1.5,
+                                      theta_deg=30.0, backend="numpy"))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+def test_values_do_not_depend_on_the_number_of_cores():
+    """A process pinned to one core computes the same transforms, Moran's I / Geary's C
+    and Fourier-domain filter, bit for bit, as one with every core (see the module
+    docstring of ``_fft``: ducc0's one-thread path differs)."""
+    import json
+    import subprocess
+    import sys
+
+    def probe(mode):
+        run = subprocess.run([sys.executable, "-c", _CORE_PROBE, mode], capture_output=True,
+                             text=True, check=True)
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    pinned, free = probe("pin"), probe("free")
+    assert pinned.pop("cores") == 1
+    free.pop("cores")
+    assert pinned == free
