@@ -15,6 +15,11 @@ IMAGE = np.ones((6, 7), dtype=np.float32)
     (lambda: mf.gaussian_filter(IMAGE, [1.0, 2.0, 3.0]), ValueError, r"`sigma`.*2.*got 3 values"),
     (lambda: mf.gaussian_filter(IMAGE, "big"), TypeError, r"`sigma`.*'big'"),
     (lambda: mf.gaussian_filter(IMAGE, float("nan")), ValueError, r"`sigma` must be finite"),
+    (lambda: mf.gaussian_filter(IMAGE, [1.0, float("inf")]), ValueError, r"`sigma` must be finite"),
+    (lambda: mf.gaussian_filter(IMAGE, np.float32("nan")), ValueError, r"`sigma` must be finite"),
+    (lambda: mf.gaussian_filter(IMAGE, True), TypeError, r"`sigma` must contain Real values"),
+    (lambda: mf.gaussian_filter(IMAGE, 1.0, radius=2.0), TypeError, r"`radius`.*Integral"),
+    (lambda: mf.gaussian_filter(IMAGE, 1.0, radius=True), TypeError, r"`radius`.*Integral"),
     (lambda: mf.gaussian_filter(IMAGE, 1.0, order=-1), ValueError, r"`order`.*-1"),
     (lambda: mf.gaussian_filter(IMAGE, 1.0, order=0.5), TypeError, r"`order`"),
     (lambda: mf.gaussian_filter(IMAGE, 1.0, mode="edge"), ValueError, r"`mode`.*'edge'"),
@@ -55,3 +60,14 @@ def test_unavailable_backend_names_itself_and_the_reason():
         pytest.skip("cupy works on this machine")
     with pytest.raises(mf.BackendUnavailableError, match=r"'cupy' cannot run here: .+"):
         mf.gaussian_filter(IMAGE, 1.0, backend="cupy")
+
+
+def test_gaussian_weights_are_shared_read_only():
+    """The passes' weights are built once and shared between calls (``_pass_weights``):
+    a caller that tries to change them gets an error instead of changing later calls."""
+    from medimg_fast.filters._gaussian import gaussian_passes
+
+    (axis, weights), *_ = gaussian_passes(2, 1.5, 0, 4.0, None, None)[0]
+    assert weights is gaussian_passes(2, 1.5, 0, 4.0, None, None)[0][0][1]
+    with pytest.raises(ValueError, match="read-only"):
+        weights[0] = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -27,6 +28,16 @@ def _spacing(spacing, ndim: int, axes: tuple[int, ...]) -> tuple[float, ...]:
     return per_axis(spacing, len(axes), "spacing", allow_zero=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _pass_weights(sigma_vox: float, order: int, radius: int, voxel: float) -> np.ndarray:
+    """The weights of one Gaussian pass, read-only and shared between calls: building
+    them took 45 of the 280 us a Gaussian of an 8^3 volume cost in all.  With a spacing,
+    derivatives are per millimetre: d/dx_mm = (1/v) d/dx_voxel."""
+    weights = gaussian_kernel1d(sigma_vox, order, radius) / voxel ** order
+    weights.setflags(write=False)
+    return weights
+
+
 def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, radius=None):
     """Validated per-axis Gaussian passes: a list of ``(axis, weights)`` and the halo depth.
 
@@ -46,9 +57,7 @@ def gaussian_passes(ndim, sigma, order, truncate, axes, spacing, radius=None):
         if s_vox <= _SIGMA_EPS:
             continue
         r = gaussian_radius(s_vox, truncate) if r is None else int(r)
-        # with a spacing, derivatives are per millimetre: d/dx_mm = (1/v) d/dx_voxel
-        weights = gaussian_kernel1d(s_vox, int(o), r) / float(v) ** int(o)
-        passes.append((axis, weights))
+        passes.append((axis, _pass_weights(s_vox, int(o), r, float(v))))
         depth[axis] = r
     return passes, tuple(depth)
 
