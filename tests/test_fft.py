@@ -261,6 +261,8 @@ print(json.dumps(out))
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+@pytest.mark.skipif(_fft.usable_cores() < 2,
+                    reason="one usable core: the pinned and the free process would be alike")
 def test_values_do_not_depend_on_the_number_of_cores():
     """A process pinned to one core computes the same transforms, Moran's I / Geary's C
     and Fourier-domain filter, bit for bit, as one with every core (see the module

@@ -67,7 +67,7 @@ def test_gaussian_weights_are_shared_read_only():
     a caller that tries to change them gets an error instead of changing later calls."""
     from medimg_fast.filters._gaussian import gaussian_passes
 
-    (axis, weights), *_ = gaussian_passes(2, 1.5, 0, 4.0, None, None)[0]
+    (_axis, weights), *_ = gaussian_passes(2, 1.5, 0, 4.0, None, None)[0]
     assert weights is gaussian_passes(2, 1.5, 0, 4.0, None, None)[0][0][1]
     with pytest.raises(ValueError, match="read-only"):
         weights[0] = 1.0

@@ -112,15 +112,14 @@ def per_axis(value, naxes: int, name: str, *, kind=numbers.Real, allow_negative=
         raise ValueError(f"`{name}` must be a scalar or a 1-D sequence, got shape {value.shape}")
     else:
         values = (value,) * naxes
+    plain = _PLAIN_NUMBERS.get(kind, ())
     for v in values:
-        if type(v) in _PLAIN_NUMBERS.get(kind, ()):
-            # a plain float or int: the checks below without the ABC and NumPy calls,
-            # which were a third of a small Gaussian's planning
-            if type(v) is float and not math.isfinite(v):  # an int is finite
-                raise ValueError(f"`{name}` must be finite, got {value!r}")
-        elif isinstance(v, bool) or not isinstance(v, kind):
+        # a plain float or int skips the ABC and NumPy calls, which were a third of a
+        # small Gaussian's planning
+        if type(v) not in plain and (isinstance(v, bool) or not isinstance(v, kind)):
             raise TypeError(f"`{name}` must contain {kind.__name__} values, got {value!r}")
-        elif not np.isfinite(v):
+        finite = math.isfinite(v) if type(v) is float else type(v) is int or np.isfinite(v)
+        if not finite:
             raise ValueError(f"`{name}` must be finite, got {value!r}")
         if not allow_negative and v < 0:
             raise ValueError(f"`{name}` must be non-negative, got {value!r}")
