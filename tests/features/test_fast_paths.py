@@ -33,6 +33,15 @@ def _masks(rng):
     yield "voxel", one
 
 
+def _extreme(points):
+    """The vertices of the convex hull of ``points`` (Qhull's default options merge
+    coplanar facets: no point within a face), as a sorted list."""
+    from scipy.spatial import ConvexHull
+
+    return sorted(map(tuple, points[ConvexHull(points).vertices])) if len(points) > 4 \
+        else sorted(map(tuple, points))
+
+
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 0.7, 1.3)])
 def test_morph_whole_equals_mesh_path(rng, spacing):
     from medimg_fast.features._morph_fast import max_diameter, morph_whole
@@ -56,8 +65,9 @@ def test_morph_whole_equals_mesh_path(rng, spacing):
         np.testing.assert_allclose(got.area, ref.area, rtol=1e-12, err_msg=name)
         np.testing.assert_allclose(got.vol6, ref.vol6, rtol=1e-12, atol=1e-9, err_msg=name)
         np.testing.assert_allclose(got.sum_int_idx, ref.sum_int_idx, rtol=1e-12)
-        # the same hull vertices, as sets
-        assert sorted(map(tuple, got.hull_points)) == sorted(map(tuple, ref.hull_points)), name
+        # the same hull vertices, as sets (each path's points may hold a few coplanar
+        # points more: Qhull without pre-merging keeps some, see convex_hull)
+        assert _extreme(got.hull_points) == _extreme(ref.hull_points), name
         f_ref = morphology_features(ref, sp)
         f_got = morphology_features(got, sp, max_diameter=max_diameter)
         for key, value in f_ref.items():

@@ -301,19 +301,15 @@ def _extract_grid(grid, morph_grid, volume, spacing, settings, kernels, filter_b
             out.update(intensity_statistics(grid, kernels, mom))
     morph = None
     # with the mask's morphology done, what is left of it is short unless Moran's I
-    # and Geary's C are due: it then runs after the texture families, which get both
-    # threads
+    # and Geary's C are due: the texture families then get both threads, the other
+    # one once it is done with the morphology
     short_morph = morph_shape is not None and not autocorrelation_fits(
         mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
-    if "morph" in fams and fast and not short_morph:
-        # the compiled morphology is serial and releases the GIL: it runs on the
-        # other core while this thread counts texture and runs the filter bank
-        import concurrent.futures
-
-        pool = concurrent.futures.ThreadPoolExecutor(1)
-        morph = pool.submit(_morphology, morph_grid, grid, spacing, settings, kernels,
-                            morph_shape)
-        pool.shutdown(wait=False)
+    if "morph" in fams and fast:
+        # the compiled morphology is serial and releases the GIL: it runs on a
+        # worker while this thread counts texture and runs the filter bank
+        morph = _workers().submit(_morphology, morph_grid, grid, spacing, settings,
+                                  kernels, morph_shape)
     texture = {}
     if "ih" in fams or any(f in fams for f in TEXTURE_FAMILIES):
         distance_grid = morph_grid if "dzm" in fams and morph_grid is not grid else None
@@ -603,14 +599,54 @@ _PARALLEL_FAMILIES_MIN = 1 << 16
 
 
 def _run_tasks(tasks, *, parallel: bool) -> list:
-    """The results of ``tasks`` in their order, on two threads when ``parallel``: the
-    same numbers either way."""
-    if parallel and len(tasks) > 1:
-        import concurrent.futures
+    """The results of ``tasks`` in their order, on two threads when ``parallel`` (this
+    one and a worker of :func:`_workers`, each taking the next task when done with
+    one): the same numbers either way.  With both workers busy this thread runs them
+    all."""
+    if not (parallel and len(tasks) > 1):
+        return [task() for task in tasks]
+    import itertools
+    import threading
 
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            return list(pool.map(lambda task: task(), tasks))
-    return [task() for task in tasks]
+    results = [None] * len(tasks)
+    order = itertools.count()
+    lock = threading.Lock()
+    failed = []
+
+    def drain():
+        while not failed:
+            with lock:
+                i = next(order)
+            if i >= len(tasks):
+                return
+            try:
+                results[i] = tasks[i]()
+            except BaseException:
+                failed.append(True)  # the other thread takes no new task
+                raise
+
+    helper = _workers().submit(drain)
+    try:
+        drain()
+    finally:
+        helper.result()  # (its error, or this thread's, reaches the caller)
+    return results
+
+
+_WORKERS = None
+
+
+def _workers():
+    """Two worker threads kept for the whole process (a new pool after a fork): starting
+    threads for each ROI cost a millisecond of a 20 ms case."""
+    import concurrent.futures
+    import os
+
+    global _WORKERS
+    if _WORKERS is None or _WORKERS[0] != os.getpid():
+        _WORKERS = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="medimg-features"))
+    return _WORKERS[1]
 
 
 def _texture_features(hist, counts, settings, formulas=None) -> dict[str, float]:

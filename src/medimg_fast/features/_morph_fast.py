@@ -351,13 +351,13 @@ def morph_shape(mask, origin, *, spacing, ref_mm):
     cand = (doubled * 0.5 + o) * spacing
     hull_stats = None
     if len(cand) >= 5:
-        from scipy.spatial import ConvexHull, QhullError
+        from ._morphology import convex_hull
 
-        try:
-            qh = ConvexHull(cand)
-            hull, hull_stats = cand[qh.vertices], (float(qh.volume), float(qh.area))
-        except QhullError:  # flat ROI: as _hull_vertices, keep every point (exact)
+        qh = convex_hull(cand)
+        if qh is None:  # flat ROI: as _hull_vertices, keep every point (exact)
             hull = np.unique(cand, axis=0)
+        else:
+            hull, hull_stats = cand[qh[0]], qh[1:]
     else:
         hull = cand
 

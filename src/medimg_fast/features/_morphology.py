@@ -69,16 +69,37 @@ class MorphPartial:
         )
 
 
+def convex_hull(points: np.ndarray):
+    """``(vertex indices, volume, area)`` of the convex hull of ``points`` (k, 3), or
+    None where it is flat (or has fewer than 4 points).
+
+    Qhull runs first without pre-merging facets (option ``Q0``): about 2.3x faster on
+    the hull candidates of voxel ROIs, whose many coplanar points make the merging
+    Qhull's main work (600 random ROIs: the same volume and area to 2e-15, every vertex
+    of the default hull among its vertices, a few coplanar points more).  Where that
+    reports a precision error (1 of the 600), the default options decide.
+    """
+    if len(points) < 4:
+        return None
+    from scipy.spatial import ConvexHull, QhullError
+
+    for options in ("Q0", None):
+        try:
+            hull = ConvexHull(points, qhull_options=options)
+        except QhullError:
+            continue
+        return hull.vertices, float(hull.volume), float(hull.area)
+    return None
+
+
 def _hull_vertices(points: np.ndarray) -> np.ndarray:
     """The convex-hull vertices of ``points`` (all points when the hull is degenerate)."""
     if len(points) < 5:
         return points
-    from scipy.spatial import ConvexHull, QhullError
-
-    try:
-        return points[ConvexHull(points).vertices]
-    except QhullError:  # flat or collinear point set: keep everything, still exact
+    hull = convex_hull(points)
+    if hull is None:  # flat or collinear point set: keep everything, still exact
         return np.unique(points, axis=0)
+    return points[hull[0]]
 
 
 def _mesh_piece(mask_block, info, spacing, ref_mm):
@@ -390,14 +411,10 @@ def morphology_features(part: MorphPartial, spacing, *,
     hull_vol = hull_area = math.nan
     if part.hull_stats is not None:
         hull_vol, hull_area = part.hull_stats
-    elif len(part.hull_points) >= 4:
-        from scipy.spatial import ConvexHull, QhullError
-
-        try:
-            hull = ConvexHull(part.hull_points)
-            hull_vol, hull_area = float(hull.volume), float(hull.area)
-        except QhullError:
-            pass
+    else:
+        hull = convex_hull(part.hull_points)
+        if hull is not None:
+            hull_vol, hull_area = hull[1], hull[2]
     mean_int = part.sum_int / n
     if part.samples_idx is not None:
         moran, geary = _moran_geary(part.samples_idx, part.samples_val, spacing)

@@ -234,19 +234,27 @@ _HEADER_BYTES = 544
 
 
 class _PrefixInflater:
-    """A gzip stream inflated by ISA-L on a worker thread (it releases the GIL) while
-    the caller works out how much of it is needed: :meth:`result` then gives the bytes
-    up to ``stop_fn(header)`` (the whole stream when that is None), as
+    """A gzip stream inflated by ISA-L on a worker thread while the caller works out how
+    much of it is needed: :meth:`want` tells it where to stop (``stop_fn(header)``;
+    None: the whole stream), :meth:`result` then gives the bytes up to there, as
     :func:`_nifti_prefix` would.  Reading the mask of a pair overlaps the image's
-    inflation this way."""
+    inflation this way.
 
-    _STEP = 1 << 16  # compressed bytes inflated between two looks at the stop
+    The worker inflates into buffers of doubling size and, once the stop is known, in
+    one call up to it: ISA-L's reader releases the GIL for each call, and the worker
+    needs the GIL back only between calls (inflating in steps of 64 KiB of input, each
+    step waited up to the interpreter's switch interval for the GIL while the caller
+    ran Python code: the image of a CT took twice as long to reach its box).
+    """
+
+    _FIRST_STEP = 1 << 19  # bytes inflated before the first look at the stop
 
     def __init__(self, packed):
         import threading
 
         self._packed = packed
         self._stop_fn = None
+        self._closed = False
         self._asked = threading.Event()
         self._raw = None
         self._error = None
@@ -256,12 +264,15 @@ class _PrefixInflater:
 
     @classmethod
     def of(cls, path):
-        """The inflater of ``path``'s stream, or None (not gzip, or no ISA-L)."""
+        """The inflater of ``path``'s stream, or None (not gzip, or an ISA-L without its
+        GIL-free reader)."""
         if not str(path).endswith(".gz"):
             return None
         try:
-            import isal.isal_zlib  # noqa: F401
+            from isal import isal_zlib
         except ImportError:
+            return None
+        if not hasattr(isal_zlib, "_GzipReader"):
             return None
         import mmap
 
@@ -273,55 +284,92 @@ class _PrefixInflater:
             return cls(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
 
     def _run(self):
-        from isal import isal_zlib
+        from isal.isal_zlib import _GzipReader
 
+        view = memoryview(self._packed)  # a buffer: the reader inflates it without Python
+        reader = None
         try:
-            inflater = isal_zlib.decompressobj(31)
-            chunks, n, fed, stop, head = [], 0, 0, None, b""
-            with memoryview(self._packed) as view:
-                while True:
-                    if self._asked.is_set() and n >= _HEADER_BYTES:
-                        stop = self._stop_fn(head) if self._stop_fn is not None else None
-                        if (stop is not None and stop > n and fed < len(view)
-                                and not inflater.eof):
-                            chunks.append(inflater.decompress(view[fed:], stop - n))
-                            n += len(chunks[-1])
-                        break  # stop None: the whole stream, inflated by :meth:`result`
-                    if fed >= len(view) or inflater.eof:
-                        if self._asked.is_set():
-                            break
-                        self._asked.wait()  # all inflated: the stop decides what is kept
-                        continue
-                    chunks.append(inflater.decompress(view[fed:fed + self._STEP]))
-                    n += len(chunks[-1])
-                    fed += self._STEP
-                    if len(head) < _HEADER_BYTES:
-                        head = (head + chunks[-1])[:_HEADER_BYTES]
-            whole = inflater.eof and not inflater.unused_data
-            if stop is not None and n >= stop or whole:
-                self._raw = b"".join(chunks)
+            reader = _GzipReader(view)
+            parts, n, step, eof, head = [], 0, self._FIRST_STEP, False, b""
+            while True:
+                if self._asked.is_set() and (n >= _HEADER_BYTES or eof):
+                    if self._closed:
+                        return
+                    stop = self._stop_fn(head) if self._stop_fn is not None else None
+                    if stop is None:
+                        parts.append(reader.readall())  # the whole stream
+                    elif stop > n and not eof:
+                        part = _fill(reader, stop - n)
+                        n += len(part)
+                        parts.append(part)
+                    if stop is None or n >= stop:
+                        self._raw = b"".join(parts)
+                    return  # (a stream shorter than the stop: result() reports it)
+                if eof:
+                    self._asked.wait()  # all inflated: the stop decides what is kept
+                    continue
+                try:
+                    part = _fill(reader, step)
+                except EOFError:
+                    # a stream cut short (its end may still hold the box): what it holds,
+                    # inflated again without the reader, which lost this step's bytes
+                    from isal import isal_zlib
+
+                    part = isal_zlib.decompressobj(31).decompress(view)[n:]
+                    step = len(part) + 1
+                eof = len(part) < step
+                n += len(part)
+                parts.append(part)
+                if len(head) < _HEADER_BYTES:
+                    head = (head + part)[:_HEADER_BYTES]
+                step *= 2
         except Exception as exc:  # noqa: BLE001 (raised in the caller's thread by result())
-            self._error = exc
+            self._error = exc.with_traceback(None)  # (its frames would hold the reader)
+        finally:
+            del reader  # it holds the map's buffer: the map closes once both are gone
+            view.release()
+
+    def want(self, stop_fn):
+        """Inflate up to ``stop_fn(header)`` (None: the whole stream) and no further;
+        the first stop given is the one kept."""
+        if not self._asked.is_set():
+            self._stop_fn = stop_fn
+            self._asked.set()
 
     def close(self):
         """Stop inflating (the stream is not needed after all)."""
-        self._stop_fn = None
+        self._closed = True
         self._asked.set()
 
     def result(self, stop_fn):
-        self._stop_fn = stop_fn
-        self._asked.set()
+        self.want(stop_fn)
         self._thread.join()
         try:
             if self._error is not None:
                 raise self._error
-            if self._raw is None:  # a multi-member or unparsed stream: inflated whole
+            if self._raw is None:  # a stream shorter than its header said: read whole
                 from isal import igzip
 
                 self._raw = igzip.decompress(self._packed[:])  # bytes, not the map
         finally:
             self._packed.close()
         return self._raw
+
+
+def _fill(reader, size):
+    """Up to ``size`` inflated bytes from ``reader`` (fewer only at the stream's end)."""
+    buf = bytearray(size)
+    with memoryview(buf) as view:
+        got = 0
+        while got < size:
+            with view[got:] as rest:
+                n = reader.readinto(rest)
+            if n == 0:
+                break
+            got += n
+    if got < size:
+        del buf[got:]
+    return buf
 
 
 def _stored_voxels(img, raw, index, dtype):
@@ -476,6 +524,9 @@ def read_nifti_roi(image_path, mask_path, *, margin=0, margin_mm=0.0, on_mask=No
         stored_shape = mask_stored.shape
         index = tuple(slice(a, b) for a, b in box)
         mask_axes = canonical_axes(m_spacing, m_direction)
+        image_end = _data_end(stored_shape, box[2][1])
+        if inflater is not None:
+            inflater.want(image_end)  # no further than the box's last slab
         roi, r_origin, r_shape, r_spacing = _canonical_box(mask_stored[index], box,
                                                            stored_shape, m_spacing, mask_axes)
         early = None if on_mask is None else on_mask(roi, r_origin, r_shape, r_spacing)
@@ -484,7 +535,7 @@ def read_nifti_roi(image_path, mask_path, *, margin=0, margin_mm=0.0, on_mask=No
             inflater.close()
         raise
     try:
-        img, img_raw = _nifti_prefix(image_path, _data_end(stored_shape, box[2][1]), inflater)
+        img, img_raw = _nifti_prefix(image_path, image_end, inflater)
     except Exception as exc:  # nibabel raises several unrelated types for a bad header
         raise CorruptVolumeError(f"{image_path}: not a readable NIfTI file ({exc})") from exc
     if tuple(int(n) for n in img.shape) != stored_shape:
