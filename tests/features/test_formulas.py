@@ -82,6 +82,8 @@ def _glcm_scales(sym):
 
 #: Below this, a GLCM feature's value is rounding (a square of float64 errors or less).
 _ROUNDING_FLOOR = 1e-25
+#: ... and an entropy's (-p log p of a probability within rounding of 1).
+_ENTROPY_FLOOR = 1e-14
 
 
 def _assert_glcm(got, ref, sym, where=""):
@@ -95,8 +97,7 @@ def _assert_glcm(got, ref, sym, where=""):
         else:
             # a feature that is 0 exactly (say, the variances of a matrix whose mass
             # sits on one diagonal) comes out as 0 or as powers of rounding errors
-            # (an entropy near 0: -p log p of a probability within rounding of 1)
-            floor = 10 * RTOL * 1e-3 if name.endswith("entr") else _ROUNDING_FLOOR
+            floor = _ENTROPY_FLOOR if name.endswith("entr") else _ROUNDING_FLOOR
             ok = _close(a, b, atol=max(RTOL * scales.get(name, 0.0), floor))
         assert ok, (where, name, a, b)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -606,7 +607,6 @@ def _run_tasks(tasks, *, parallel: bool) -> list:
     if not (parallel and len(tasks) > 1):
         return [task() for task in tasks]
     import itertools
-    import threading
 
     results = [None] * len(tasks)
     order = itertools.count()
@@ -629,11 +629,14 @@ def _run_tasks(tasks, *, parallel: bool) -> list:
     try:
         drain()
     finally:
-        helper.result()  # (its error, or this thread's, reaches the caller)
+        # a helper still queued behind busy workers has nothing left to do
+        if not helper.cancel():
+            helper.result()  # (its error, or this thread's, reaches the caller)
     return results
 
 
 _WORKERS = None
+_WORKERS_LOCK = threading.Lock()
 
 
 def _workers():
@@ -643,10 +646,11 @@ def _workers():
     import os
 
     global _WORKERS
-    if _WORKERS is None or _WORKERS[0] != os.getpid():
-        _WORKERS = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
-            2, thread_name_prefix="medimg-features"))
-    return _WORKERS[1]
+    with _WORKERS_LOCK:
+        if _WORKERS is None or _WORKERS[0] != os.getpid():
+            _WORKERS = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
+                2, thread_name_prefix="medimg-features"))
+        return _WORKERS[1]
 
 
 def _texture_features(hist, counts, settings, formulas=None) -> dict[str, float]:

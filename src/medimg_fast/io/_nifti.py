@@ -310,14 +310,14 @@ class _PrefixInflater:
                     continue
                 try:
                     part = _fill(reader, step)
+                    eof = len(part) < step
                 except EOFError:
                     # a stream cut short (its end may still hold the box): what it holds,
                     # inflated again without the reader, which lost this step's bytes
                     from isal import isal_zlib
 
                     part = isal_zlib.decompressobj(31).decompress(view)[n:]
-                    step = len(part) + 1
-                eof = len(part) < step
+                    eof = True
                 n += len(part)
                 parts.append(part)
                 if len(head) < _HEADER_BYTES:
