@@ -148,6 +148,26 @@ def test_moran_geary_fft_against_pair_distances(case):
     assert f["morph_geary_c"] == pytest.approx(geary, rel=1e-10)
 
 
+def test_moran_geary_work_arrays_kept_between_calls(monkeypatch):
+    """The FFT's work arrays are kept for the next call, dirty: a smaller ROI after a
+    larger one, and a first call on fresh buffers, give the same bits; arrays over the
+    keep limit are not kept."""
+    rng = np.random.default_rng(5)
+    big = np.argwhere(rng.random((14, 40, 36)) < 0.6)
+    small = np.argwhere(_ball((9, 17, 21), (4, 8, 10), (4, 8, 9)))
+    values = [rng.normal(30.0, 20.0, len(big)), rng.normal(-5.0, 8.0, len(small))]
+    spacing = (2.0, 0.7, 0.9)
+    monkeypatch.setattr(morphology_module, "_WORK", {})
+    fresh = morphology_module._moran_geary(small, values[1], spacing)
+    morphology_module._moran_geary(big, values[0], spacing)
+    assert sum(b.nbytes for b in morphology_module._WORK.values()) > 0
+    assert morphology_module._moran_geary(small, values[1], spacing) == fresh
+    monkeypatch.setattr(morphology_module, "_WORK", {})
+    monkeypatch.setattr(morphology_module, "_WORK_KEEP_BYTES", 1024)
+    assert morphology_module._moran_geary(small, values[1], spacing) == fresh
+    assert morphology_module._WORK == {}
+
+
 def test_roi_touching_the_volume_edge():
     # the zero padding closes the mesh where the ROI meets the array border
     mask = np.ones((4, 5, 6), bool)

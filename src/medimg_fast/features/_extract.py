@@ -15,10 +15,12 @@ from ._intensity import intensity_statistics, roi_moments
 from ._kernels import kernels_for
 from ._morphology import (
     MorphPartial,
+    _moran_geary,
     autocorrelation_fits,
     intensity_morphology,
     morph_block,
     morphology_features,
+    roi_samples,
 )
 from ._partials import BlockGrid, _is_dask, add
 from ._settings import TEXTURE_FAMILIES, FeatureSettings
@@ -300,17 +302,22 @@ def _extract_grid(grid, morph_grid, volume, spacing, settings, kernels, filter_b
         mom = roi_moments(grid, kernels)
         if "stat" in fams:
             out.update(intensity_statistics(grid, kernels, mom))
-    morph = None
+    morph = autocorr = None
+    with_autocorr = "morph" in fams and autocorrelation_fits(
+        mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
     # with the mask's morphology done, what is left of it is short unless Moran's I
     # and Geary's C are due: the texture families then get both threads, the other
     # one once it is done with the morphology
-    short_morph = morph_shape is not None and not autocorrelation_fits(
-        mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
+    short_morph = morph_shape is not None and not with_autocorr
     if "morph" in fams and fast:
+        if with_autocorr:
+            # Moran's I and Geary's C (the longest task of a large ROI) first, on a
+            # worker of their own
+            autocorr = _workers().submit(_autocorrelation, grid, spacing)
         # the compiled morphology is serial and releases the GIL: it runs on a
         # worker while this thread counts texture and runs the filter bank
         morph = _workers().submit(_morphology, morph_grid, grid, spacing, settings,
-                                  kernels, morph_shape)
+                                  kernels, morph_shape, autocorr=autocorr is None)
     texture = {}
     if "ih" in fams or any(f in fams for f in TEXTURE_FAMILIES):
         distance_grid = morph_grid if "dzm" in fams and morph_grid is not grid else None
@@ -328,6 +335,8 @@ def _extract_grid(grid, morph_grid, volume, spacing, settings, kernels, filter_b
         out.update(_morphology(morph_grid, grid, spacing, settings, kernels, morph_shape))
     if morph is not None:
         out.update(morph.result())
+    if autocorr is not None:
+        out["morph_moran_i"], out["morph_geary_c"] = autocorr.result()
     out.update(rest)
     out.update({k: v for k, v in texture.items() if not k.startswith(("ih_", "cm_"))})
     if settings.filters:
@@ -733,18 +742,20 @@ def _morph_shape(grid, spacing):
                        ref_mm=_reference_mm(grid, spacing))
 
 
-def _morphology(grid, int_grid, spacing, settings, kernels, shape=None):
+def _morphology(grid, int_grid, spacing, settings, kernels, shape=None, *, autocorr=True):
     """Morphology of ``grid``'s (morphological) mask; the intensity-weighted features
     (integrated intensity, Moran's I, Geary's C) over ``int_grid``'s intensity mask.
-    ``shape``: :func:`_morph_shape` of ``grid``, when already computed."""
+    ``shape``: :func:`_morph_shape` of ``grid``, when already computed; ``autocorr``:
+    False when Moran's I and Geary's C are computed apart (:func:`_autocorrelation`;
+    they are then NaN here)."""
     mom = roi_moments(grid, kernels)
     spacing_arr = np.asarray(spacing, np.float64)
     ref_mm = _reference_mm(grid, spacing_arr)
+    max_voxels = settings.autocorrelation_max_voxels if autocorr else 0
     # a Dask grid is not cropped to the ROI: its whole shape bounds the box.  With a
     # re-segmented intensity mask, intensity_morphology computes Moran's I and Geary's C
     # over that mask: samples of the morphological mask would only be discarded
-    gather = int_grid is grid and autocorrelation_fits(
-        mom.n, grid.image.shape, settings.autocorrelation_max_voxels)
+    gather = int_grid is grid and autocorrelation_fits(mom.n, grid.image.shape, max_voxels)
     if _whole_compiled(grid, kernels):
         # one block: count cell configurations instead of building the mesh
         from ._morph_fast import max_diameter, with_intensities
@@ -763,8 +774,15 @@ def _morphology(grid, int_grid, spacing, settings, kernels, shape=None):
         out = morphology_features(part, spacing_arr)
     if int_grid is not grid:
         out.update(intensity_morphology(grid, int_grid, out["morph_volume"], spacing_arr,
-                                        max_voxels=settings.autocorrelation_max_voxels))
+                                        max_voxels=max_voxels))
     return out
+
+
+def _autocorrelation(int_grid, spacing):
+    """Moran's I and Geary's C over a one-block ``int_grid``'s intensity mask (the
+    values :func:`_morphology` computes from the same samples)."""
+    idx, values = roi_samples(int_grid.image, int_grid.mask, int_grid.origin)
+    return _moran_geary(idx, values, np.asarray(spacing, np.float64))
 
 
 def _local_intensity(image, mask, spacing):

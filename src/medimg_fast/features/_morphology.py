@@ -15,8 +15,10 @@ the centre of mass and the densities follow from them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,6 +227,14 @@ def autocorrelation_fits(n_voxels: int, box_shape, max_voxels) -> bool:
     return 64 * cells <= memory_budget()
 
 
+def roi_samples(image, mask, origin) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI's voxel indices ``(N, 3)`` (``origin`` added) and float64 intensities, in
+    raster order: the samples of :func:`_moran_geary`."""
+    mask = np.asarray(mask, dtype=bool)
+    idx = np.argwhere(mask) + np.asarray(origin, np.int64)
+    return idx, np.asarray(np.asarray(image)[mask], np.float64)
+
+
 def _moran_geary(idx, values, spacing):
     """Moran's I and Geary's C with inverse-distance weights over all voxel pairs.
 
@@ -333,6 +343,38 @@ def _pair_sums_kernel():
     return pair_sums, scatter
 
 
+#: Moran's work arrays of at most this many bytes in all are kept for the next call.
+#: Fresh memory of that size costs first-touch page faults, which on this project's
+#: virtual machines took 20-40 ms of system time per call for the CT phantom's 60 MB
+#: of spectra (more than the transforms); the kept arrays are zeroed where it matters.
+_WORK_KEEP_BYTES = 128 << 20
+_WORK: dict[str, np.ndarray] = {}
+_WORK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _work_arrays(**specs):
+    """Arrays ``name=(shape, dtype)`` on buffers kept between calls (not zeroed): each
+    call takes the buffers (a concurrent call allocates its own) and gives them back
+    when they fit ``_WORK_KEEP_BYTES``."""
+    with _WORK_LOCK:
+        taken = {name: _WORK.pop(name, None) for name in specs}
+    arrays, raw = {}, {}
+    for name, (shape, dtype) in specs.items():
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        buf = taken[name]
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(nbytes, np.uint8)
+        raw[name] = buf
+        arrays[name] = buf[:nbytes].view(dtype).reshape(shape)
+    try:
+        yield arrays
+    finally:
+        if sum(b.nbytes for b in raw.values()) <= _WORK_KEEP_BYTES:
+            with _WORK_LOCK:
+                _WORK.update(raw)
+
+
 def _autocorr_sums_fft(local_idx, dev, spacing, grid):
     """The pair sums of :func:`_moran_geary` from forward transforms alone.
 
@@ -341,9 +383,10 @@ def _autocorr_sums_fft(local_idx, dev, spacing, grid):
     grid size, ``K^`` real): the three sums need the spectra of ``D``, ``D**2`` and ``M``,
     no inverse transform.  Those spectra are taken one axis at a time, each axis
     transformed only along the lines that hold data (the box, zero-padded), about half
-    the work of transforming the whole grid, in place in one zeroed spectrum array (no
-    padded copies; ducc0 through :mod:`medimg_fast._fft`: Moran's I and Geary's C of the
-    CT phantom's GTV took 0.054 s against 0.072 s with scipy.fft, the same to 2e-16).
+    the work of transforming the whole grid, in place in one spectrum array (no
+    padded copies; kept for the next call, see ``_WORK_KEEP_BYTES``; ducc0 through
+    :mod:`medimg_fast._fft`: Moran's I and Geary's C of the CT phantom's GTV took
+    0.054 s against 0.072 s with scipy.fft, the same to 2e-16).
     The half-spectrum leaves out the conjugates of the entries ``1 .. Lx/2 - 1`` of the
     last axis: those count twice.  The weighted products are summed per spectrum row by
     a compiled pass that mirrors the kernel's octant as it goes, then across rows
@@ -358,15 +401,20 @@ def _autocorr_sums_fft(local_idx, dev, spacing, grid):
     x_weight[1:grid[2] // 2] *= 2.0
     box = tuple(int(b) for b in local_idx.max(axis=0) + 1)
     # zero-padded along x from the start, so the real transform needs no padded copy
-    fields = np.zeros((3,) + box[:2] + (grid[2],))
-    scatter(fields, np.ascontiguousarray(local_idx, np.int64),
-            np.ascontiguousarray(dev, np.float64))
-    spec = np.zeros((3, grid[0], grid[1], half), np.complex128)
-    _fft.rfft(fields, axis=3, out=spec[:, :box[0], :box[1]])
-    _fft.fft(spec[:, :box[0]], axis=2, overwrite=True)
-    _fft.fft(spec, axis=1, overwrite=True)
     rows = np.empty((3, grid[0] * grid[1]))
-    pair_sums(spec, octant, x_weight, rows)
+    with _work_arrays(fields=((3,) + box[:2] + (grid[2],), np.float64),
+                      spec=((3, grid[0], grid[1], half), np.complex128)) as work:
+        fields, spec = work["fields"], work["spec"]
+        fields.fill(0.0)
+        scatter(fields, np.ascontiguousarray(local_idx, np.int64),
+                np.ascontiguousarray(dev, np.float64))
+        # what the transforms read and do not write first: the padding
+        spec[:, :box[0], box[1]:] = 0
+        spec[:, box[0]:] = 0
+        _fft.rfft(fields, axis=3, out=spec[:, :box[0], :box[1]])
+        _fft.fft(spec[:, :box[0]], axis=2, overwrite=True)
+        _fft.fft(spec, axis=1, overwrite=True)
+        pair_sums(spec, octant, x_weight, rows)
     moran, cross, w_sum = (float(r.sum()) for r in rows)
     return moran, 2.0 * cross - 2.0 * moran, w_sum
 
@@ -482,8 +530,7 @@ def intensity_morphology(morph_grid, int_grid, volume: float, spacing, *,
     _, m_mask, m_origin = morph_grid.roi_box_arrays(with_origin=True)
     i_image, i_mask, i_origin = int_grid.roi_box_arrays(with_origin=True)
     geom = (np.argwhere(m_mask).mean(axis=0) + m_origin) * spacing
-    idx = np.argwhere(i_mask) + i_origin
-    values = np.asarray(i_image[i_mask], np.float64)
+    idx, values = roi_samples(i_image, i_mask, i_origin)
     total = values.sum()
     com = (float(np.linalg.norm(geom - _weighted_sum(values, idx) / total * spacing)) if total
            else math.nan)
