@@ -151,7 +151,7 @@ def test_moran_geary_fft_against_pair_distances(case):
 def test_moran_geary_work_arrays_kept_between_calls(monkeypatch):
     """The FFT's work arrays are kept for the next call, dirty: a smaller ROI after a
     larger one, and a first call on fresh buffers, give the same bits; arrays over the
-    keep limit are not kept."""
+    keep limit, or over an eighth of the memory budget, are not kept."""
     rng = np.random.default_rng(5)
     big = np.argwhere(rng.random((14, 40, 36)) < 0.6)
     small = np.argwhere(_ball((9, 17, 21), (4, 8, 10), (4, 8, 9)))
@@ -162,10 +162,12 @@ def test_moran_geary_work_arrays_kept_between_calls(monkeypatch):
     morphology_module._moran_geary(big, values[0], spacing)
     assert sum(b.nbytes for b in morphology_module._WORK.values()) > 0
     assert morphology_module._moran_geary(small, values[1], spacing) == fresh
-    monkeypatch.setattr(morphology_module, "_WORK", {})
-    monkeypatch.setattr(morphology_module, "_WORK_KEEP_BYTES", 1024)
-    assert morphology_module._moran_geary(small, values[1], spacing) == fresh
-    assert morphology_module._WORK == {}
+    for env, limit in [("1 GiB", 1024), ("64 KiB", 1 << 30)]:  # either limit counts
+        monkeypatch.setenv("MEDIMG_FAST_MEMORY_BUDGET", env)
+        monkeypatch.setattr(morphology_module, "_WORK", {})
+        monkeypatch.setattr(morphology_module, "_WORK_KEEP_BYTES", limit)
+        assert morphology_module._moran_geary(small, values[1], spacing) == fresh
+        assert morphology_module._WORK == {}
 
 
 def test_roi_touching_the_volume_edge():

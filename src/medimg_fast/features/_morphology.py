@@ -343,10 +343,11 @@ def _pair_sums_kernel():
     return pair_sums, scatter
 
 
-#: Moran's work arrays of at most this many bytes in all are kept for the next call.
-#: Fresh memory of that size costs first-touch page faults, which on this project's
-#: virtual machines took 20-40 ms of system time per call for the CT phantom's 60 MB
-#: of spectra (more than the transforms); the kept arrays are zeroed where it matters.
+#: Moran's work arrays of at most this many bytes in all (and at most an eighth of the
+#: memory budget) are kept for the next call.  Fresh memory of that size costs
+#: first-touch page faults, which on this project's virtual machines took 20-40 ms of
+#: system time per call for the CT phantom's 60 MB of spectra (more than the
+#: transforms); the kept arrays are zeroed where it matters.
 _WORK_KEEP_BYTES = 128 << 20
 _WORK: dict[str, np.ndarray] = {}
 _WORK_LOCK = threading.Lock()
@@ -356,7 +357,7 @@ _WORK_LOCK = threading.Lock()
 def _work_arrays(**specs):
     """Arrays ``name=(shape, dtype)`` on buffers kept between calls (not zeroed): each
     call takes the buffers (a concurrent call allocates its own) and gives them back
-    when they fit ``_WORK_KEEP_BYTES``."""
+    when they fit ``_WORK_KEEP_BYTES`` and an eighth of the memory budget."""
     with _WORK_LOCK:
         taken = {name: _WORK.pop(name, None) for name in specs}
     arrays, raw = {}, {}
@@ -370,7 +371,10 @@ def _work_arrays(**specs):
     try:
         yield arrays
     finally:
-        if sum(b.nbytes for b in raw.values()) <= _WORK_KEEP_BYTES:
+        from medimg_fast.chunking import memory_budget
+
+        if sum(b.nbytes for b in raw.values()) <= min(_WORK_KEEP_BYTES,
+                                                       memory_budget() // 8):
             with _WORK_LOCK:
                 _WORK.update(raw)
 
