@@ -44,6 +44,24 @@ def _numba_kernels():
     import numba
 
     @numba.njit(cache=True, nogil=True)
+    def add_dependent(k, row, flat, start, offsets, m0, m1, alpha):
+        """``k[x] +=`` how many of the neighbours ``offsets[m0:m1]`` of the row
+        ``row = flat[start:start + len(row)]`` are dependent: one neighbour at a time
+        over the whole row, a loop without branches (SIMD)."""
+        n = row.size
+        for m in range(m0, m1):
+            nb = flat[start + offsets[m]:start + offsets[m] + n]
+            for x in range(n):
+                b = nb[x]
+                k[x] += (b != 0) & (abs(b - row[x]) <= alpha)
+
+    @numba.njit(cache=True, nogil=True)
+    def count_row(counts, row, k):
+        for x in range(row.size):
+            if row[x] != 0:
+                counts[row[x] - 1, k[x]] += 1
+
+    @numba.njit(cache=True, nogil=True)
     def dependence_counts(padded, pad, bounds, offsets, n_in_plane, ng, alpha, want_2d,
                           want_3d):
         """Dependence counts of the core voxels ``bounds`` (unpadded coordinates).
@@ -52,35 +70,28 @@ def _numba_kernels():
         every neighbour exists; ``offsets`` are the neighbour steps in the flattened
         array, the ``n_in_plane`` in-plane ones first.  Returns the per-slice counts
         ``(n_core_slices, ng, n_in_plane + 1)`` (empty unless ``want_2d``) and the 3-D
-        counts ``(ng, n_offsets + 1)``.
+        counts ``(ng, n_offsets + 1)``.  A row of voxels at a time: the in-plane
+        dependences (the 2-D counts), then the others (the 3-D counts).
         """
         _, nyp, nxp = padded.shape
         flat = padded.ravel()
         n_off = offsets.size
         z0, z1 = bounds[0, 0], bounds[0, 1]
+        x0, x1 = bounds[2, 0], bounds[2, 1]
         per_slice = np.zeros((z1 - z0 if want_2d else 0, ng, n_in_plane + 1), np.int64)
         volume = np.zeros((ng, n_off + 1), np.int64)
+        k = np.empty(max(x1 - x0, 0), np.int32)
         for z in range(z0, z1):
             for y in range(bounds[1, 0], bounds[1, 1]):
-                base = ((z + pad) * nyp + y + pad) * nxp + pad
-                for x in range(bounds[2, 0], bounds[2, 1]):
-                    v = base + x
-                    a = flat[v]
-                    if a == 0:
-                        continue
-                    k = 0
-                    for m in range(n_in_plane):
-                        b = flat[v + offsets[m]]
-                        if b != 0 and abs(b - a) <= alpha:
-                            k += 1
-                    if want_2d:
-                        per_slice[z - z0, a - 1, k] += 1
-                    if want_3d:
-                        for m in range(n_in_plane, n_off):
-                            b = flat[v + offsets[m]]
-                            if b != 0 and abs(b - a) <= alpha:
-                                k += 1
-                        volume[a - 1, k] += 1
+                start = ((z + pad) * nyp + y + pad) * nxp + pad + x0
+                row = flat[start:start + k.size]
+                k[:] = 0
+                add_dependent(k, row, flat, start, offsets, 0, n_in_plane, alpha)
+                if want_2d:
+                    count_row(per_slice[z - z0], row, k)
+                if want_3d:
+                    add_dependent(k, row, flat, start, offsets, n_in_plane, n_off, alpha)
+                    count_row(volume, row, k)
         return per_slice, volume
 
     return dependence_counts
