@@ -91,29 +91,24 @@ def _zone_kernels():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def edge_distance(levels, face_steps):
+    def edge_distance(padded, face_offsets):
         """Distance to the ROI edge of every voxel (0 outside the ROI), flat.
 
-        Breadth-first from the edge voxels (distance 1: a face neighbour outside the ROI
-        or outside the array); each later ring is one face step further in.
+        ``padded`` is the flat ROI volume (non-zero inside) padded by one voxel of 0 on
+        every side, ``face_offsets`` the face neighbours' flat steps in it: a neighbour
+        outside the ROI or the array is a 0 one step away.  Breadth-first from the edge
+        voxels (distance 1: a face neighbour outside); each later ring is one face step
+        further in.  The result is padded as ``padded`` is.
         """
-        nz, ny, nx = levels.shape
-        flat = levels.ravel()
-        n = flat.size
+        n = padded.size
         dist = np.zeros(n, np.int32)
         queue = np.empty(n, np.int64)
         tail = 0
         for v in range(n):
-            if flat[v] == 0:
+            if padded[v] == 0:
                 continue
-            z, r = divmod(v, ny * nx)
-            y, x = divmod(r, nx)
-            for k in range(face_steps.shape[0]):
-                zz = z + face_steps[k, 0]
-                yy = y + face_steps[k, 1]
-                xx = x + face_steps[k, 2]
-                if (zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx
-                        or flat[(zz * ny + yy) * nx + xx] == 0):
+            for k in range(face_offsets.size):
+                if padded[v + face_offsets[k]] == 0:
                     dist[v] = 1
                     queue[tail] = v
                     tail += 1
@@ -122,17 +117,11 @@ def _zone_kernels():
         while head < tail:
             v = queue[head]
             head += 1
-            z, r = divmod(v, ny * nx)
-            y, x = divmod(r, nx)
-            for k in range(face_steps.shape[0]):
-                zz = z + face_steps[k, 0]
-                yy = y + face_steps[k, 1]
-                xx = x + face_steps[k, 2]
-                if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
-                    continue
-                w = (zz * ny + yy) * nx + xx
-                if flat[w] != 0 and dist[w] == 0:
-                    dist[w] = dist[v] + 1
+            d = dist[v] + 1
+            for k in range(face_offsets.size):
+                w = v + face_offsets[k]
+                if padded[w] != 0 and dist[w] == 0:
+                    dist[w] = d
                     queue[tail] = w
                     tail += 1
         return dist
@@ -197,16 +186,18 @@ def _zone_table(levels, planar: bool, with_distance: bool, distance_roi=None):
     """``(z, level, size, distance)`` of every zone, in scan order of first voxels."""
     edge_distance, zones_padded = _zone_kernels()
     work = np.pad(np.asarray(levels, np.int32), 1)
+    py, px = work.shape[1], work.shape[2]
+
+    def flat_steps(steps):
+        return np.ascontiguousarray((steps[:, 0] * py + steps[:, 1]) * px + steps[:, 2])
+
     if with_distance:
-        roi = levels if distance_roi is None else distance_roi
-        dist = edge_distance(roi, _neighbour_offsets(planar, "face"))
-        dist = np.pad(dist.reshape(levels.shape), 1).ravel()
+        roi = work if distance_roi is None else np.pad(distance_roi, 1)
+        dist = edge_distance(roi.ravel(), flat_steps(_neighbour_offsets(planar, "face")))
     else:
         dist = np.zeros(0, np.int32)
-    py, px = work.shape[1], work.shape[2]
-    steps = _neighbour_offsets(planar, "full")
-    offsets = (steps[:, 0] * py + steps[:, 1]) * px + steps[:, 2]
-    return zones_padded(work.ravel(), offsets, dist, py * px)
+    return zones_padded(work.ravel(), flat_steps(_neighbour_offsets(planar, "full")), dist,
+                        py * px)
 
 
 def _zone_matrix(level, value, ng, weights=None) -> np.ndarray:
