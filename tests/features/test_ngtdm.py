@@ -159,6 +159,29 @@ def test_ngtdm_kernel_matches_listing_each_neighbourhood(case):
     # per-voxel quotient (the reference divides in another order)
     np.testing.assert_allclose(got, _reference_ngtdm(levels, ng, planar, distance, bounds),
                                rtol=1e-12, atol=1e-12)
+    # the int64 sums (for levels and neighbourhoods whose sums may not fit int32): the
+    # same numbers
+    np.testing.assert_array_equal(_ngtdm_kernels(wide=True)(levels, bounds, distance,
+                                                            planar, ng), got)
+
+
+def test_wide_sums_where_int32_could_overflow(monkeypatch):
+    """The kernel sums in int64 when ``ng * (2 d + 1)^3`` reaches 2^31."""
+    import medimg_fast.features._ngtdm as ngtdm_module
+
+    asked = []
+    kernels = ngtdm_module._ngtdm_kernels
+
+    def spy(wide=False):
+        asked.append(wide)
+        return kernels(wide)
+
+    monkeypatch.setattr(ngtdm_module, "_ngtdm_kernels", spy)
+    levels = np.ones((2, 3, 3), np.int32)
+    narrow = count_ngtdm(levels, 2, ["3D"], distance=500)  # 2 * 1001^3 < 2^31
+    wide = count_ngtdm(levels, 2, ["3D"], distance=600)  # 2 * 1201^3 >= 2^31
+    assert asked == [False, True]
+    np.testing.assert_array_equal(narrow.volume, wide.volume)
 
 
 @st.composite

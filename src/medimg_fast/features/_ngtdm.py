@@ -28,9 +28,13 @@ __all__ = ["COARSENESS_MAX", "NGTDM_FEATURES", "count_ngtdm", "ngtdm_aggregate",
 NGTDM_FEATURES = ("coarseness", "contrast", "busyness", "complexity", "strength")
 
 
-@functools.lru_cache(maxsize=1)
-def _ngtdm_kernels():
+@functools.lru_cache(maxsize=2)
+def _ngtdm_kernels(wide: bool = False):
+    """The NGTDM kernel, its neighbourhood sums in int64 when ``wide`` (sums that may
+    not fit int32), else in int32 (half the memory traffic)."""
     import numba
+
+    acc = np.int64 if wide else np.int32
 
     @numba.njit(cache=True, nogil=True)
     def ngtdm(levels, bounds, distance, planar, ng):
@@ -55,21 +59,21 @@ def _ngtdm_kernels():
         rz0, rz1 = max(z0 - reach_z, 0), min(z1 + reach_z, nz)
         ry0, ry1 = max(y0 - distance, 0), min(y1 + distance, ny)
         mz, my, mx = rz1 - rz0, ry1 - ry0, x1 - x0
-        sum_x = np.zeros((mz, my, mx), np.int64)
-        cnt_x = np.zeros((mz, my, mx), np.int64)
+        sum_x = np.zeros((mz, my, mx), acc)
+        cnt_x = np.zeros((mz, my, mx), acc)
         for z in range(rz0, rz1):
             for y in range(ry0, ry1):
-                for x in range(x0, x1):
-                    total = 0
-                    count = 0
-                    for xx in range(max(x - distance, 0), min(x + distance + 1, nx)):
-                        h = levels[z, y, xx]
-                        total += h
-                        count += h > 0
-                    sum_x[z - rz0, y - ry0, x - x0] = total
-                    cnt_x[z - rz0, y - ry0, x - x0] = count
-        sum_y = np.zeros((mz, y1 - y0, mx), np.int64)
-        cnt_y = np.zeros((mz, y1 - y0, mx), np.int64)
+                row = levels[z, y]
+                sx = sum_x[z - rz0, y - ry0]
+                cx = cnt_x[z - rz0, y - ry0]
+                # one offset at a time over the row, clipped to the array (SIMD)
+                for o in range(-distance, distance + 1):
+                    for x in range(max(x0, -o), min(x1, nx - o)):
+                        h = row[x + o]
+                        sx[x - x0] += h
+                        cx[x - x0] += h > 0
+        sum_y = np.zeros((mz, y1 - y0, mx), acc)
+        cnt_y = np.zeros((mz, y1 - y0, mx), acc)
         for z in range(mz):
             for y in range(y0, y1):
                 ya, yb = max(y - distance, 0) - ry0, min(y + distance + 1, ny) - ry0
@@ -173,7 +177,8 @@ def count_ngtdm(levels, ng, dims=TEXTURE_DIMS, *, distance=1, core=None) -> Text
         raise ValueError(f"`distance` must be a positive integer, got {distance!r}")
     bounds = _core_bounds(core, levels.shape)
     ng = int(ng)
-    ngtdm = _ngtdm_kernels()
+    reach = 2 * int(distance) + 1
+    ngtdm = _ngtdm_kernels(wide=ng * reach ** 3 >= 2**31)
     counts = TextureCounts()
     inner = tuple(slice(a, b) for a, b in bounds)
     if "3D" in dims and levels[inner].any():
