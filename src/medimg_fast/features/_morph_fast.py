@@ -383,9 +383,9 @@ def with_intensities(shape, image, mask, origin, *, gather_samples):
     sint, sint_idx_l = intensity_pass(mask, image)
     samples_idx = samples_val = None
     if gather_samples:
-        idx = np.nonzero(mask)
-        samples_idx = np.stack(idx, axis=1).astype(np.int64) + o
-        samples_val = np.asarray(image, np.float64)[mask]
+        from ._morphology import roi_samples
+
+        samples_idx, samples_val = roi_samples(image, mask, o)
     return dataclasses.replace(shape, sum_int=float(sint),
                                sum_int_idx=sint_idx_l + sint * o.astype(np.float64),
                                samples_idx=samples_idx, samples_val=samples_val)
