@@ -61,14 +61,16 @@ def _numba_kernels():
         One pass per direction over the ROI voxels in raster order carries the length
         of the run so far (``run[v] = run[v - d] + 1`` when ``v - d`` has the level of
         ``v``, else 1) and notes a run at its last voxel: branch-free, instead of
-        walking each run from its first voxel, the same counts.  ``run`` is a ring of
-        a power of two above the largest step (``run[v - d]`` was written in this pass
-        and not overwritten since; read only where ``v - d`` is in the ROI): about a
-        plane of int32, not a volume.  Every voxel writes its ``(level, length)`` cell at the
-        end of a list of runs that grows only where a run ends, and the list is
-        counted after the pass: incrementing a cell per voxel (a discard cell where no
-        run ends) chained the increments of a run through one memory cell (the GLRLM
-        of a 200k-voxel ROI in 32 against 44 ms).
+        walking each run from its first voxel, the same counts.
+
+        ``run`` is a ring whose size is a power of two above the largest step, about a
+        plane of int32 rather than a volume: ``run[v - d]`` was written in this pass and
+        not overwritten since, and it is read only where ``v - d`` is in the ROI.  Each
+        voxel writes its ``(level, length)`` cell at the end of a list that grows only
+        where a run ends, and the list is counted after the pass.  Incrementing a cell
+        at every voxel (a discard cell where no run ends) chained the increments of a
+        run through one memory cell: the GLRLM of a 200k-voxel ROI took 44 ms that way,
+        32 ms this way.
         """
         _, nyp, nxp = padded.shape
         flat = padded.ravel()
