@@ -400,6 +400,34 @@ def tiled(a, run, mode, xtile, yblock=None, band=None, zchunk=None, cval=CVAL):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_a_z_pass_of_two_planes_equals_two_passes_of_one(dtype):
+    """The two-plane band (the tiled sweep's z-pass of a symmetric kernel): each output
+    equals, bit for bit, the one-plane band over its own window of the same inputs,
+    for kernels of 1 to 21 taps (every group size of 1-4 pairs), inputs outside the
+    image (offset -1: cval), NaN and infinities among them."""
+    rng = np.random.default_rng(7)
+    n = 37
+    for taps in range(1, 22, 2):
+        half = rng.uniform(0.1, 1.0, taps // 2 + 1)
+        w = np.concatenate([half[:0:-1], half]).astype(dtype)  # symmetric
+        assert K._symmetry(w.astype(np.float64)) == 1
+        flat = rng.standard_normal((taps + 1) * n + 5).astype(dtype)
+        flat[[3, n + 4, 2 * n]] = [np.nan, np.inf, -np.inf]
+        cval_flat = np.full(n, 0.25, dtype)
+        offsets = (np.arange(taps + 1) * n + 2).astype(np.int64)
+        offsets[rng.random(taps + 1) < 0.2] = -1
+        d0 = np.empty(n, dtype)
+        d1 = np.empty(n, dtype)
+        K._correlate_band_two(d0, d1, flat, cval_flat, offsets, w)
+        e0 = np.empty(n, dtype)
+        e1 = np.empty(n, dtype)
+        K._correlate_band(e0, flat, cval_flat, offsets[:taps].copy(), w, 1)
+        K._correlate_band(e1, flat, cval_flat, offsets[1:].copy(), w, 1)
+        assert_same_bits(d0, e0)
+        assert_same_bits(d1, e1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODES)
 def test_x_tiles_give_the_same_bits(dtype, mode):
     """Work items of (x tile, z chunk), y blocks in order with the y halo carried from
@@ -549,6 +577,18 @@ def test_tiles_are_chosen_for_large_planes_and_fit_the_budget():
                 local = min(n, xtile + g.size - 1)
                 assert 8 <= yblock < n and 64 <= xtile <= n
                 assert g.size * yblock * local * itemsize <= K._L2_TILE_BYTES
+                # two planes per z-pass: the ring holds one input plane more
+                yblock, xtile = K._l2_tiles(n, n, [g, g, g], g.size, itemsize,
+                                            two_planes=True)
+                local = min(n, xtile + g.size - 1)
+                assert 8 <= yblock < n and 64 <= xtile <= n
+                assert (g.size + 1) * yblock * local * itemsize <= K._L2_TILE_BYTES
+    # where blocks of whole rows keep the window in L2, only a z-pass of two planes at a
+    # time takes tiles
+    g = gaussian(2.0).astype(np.float32)
+    assert K._l2_yblock(256, 256, [g, g, g], 4) > 0
+    assert K._l2_tiles(256, 256, [g, g, g], g.size, 4) is None
+    assert K._l2_tiles(256, 256, [g, g, g], g.size, 4, two_planes=True) is not None
     # a z window that fits L2 as it is: no tiles
     g = gaussian(1.0).astype(np.float32)
     assert K._l2_tiles(64, 64, [g, g, g], g.size, 4) is None

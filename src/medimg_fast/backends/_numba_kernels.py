@@ -628,6 +628,105 @@ def _tap_group(dst, flat, cval_flat, offsets, w, k, count, start):
             dst[x] += a0[x] * w0
 
 
+@numba.njit(cache=True, _nrt=False)
+def _pair_group_two(d0, d1, flat, cval_flat, offsets, w, j, count):
+    """:func:`_pair_group` for two outputs at once, symmetric kernels only: the pairs
+    ``j .. j - count + 1`` of output 0 read the inputs at ``offsets[0 .. k - 1]``, those
+    of output 1 the inputs one further on (``offsets[1 .. k]``, ``k`` taps): the z-pass of
+    two consecutive planes, whose windows share all inputs but one.
+
+    The ``count`` pairs of both outputs read ``2 * count + 2`` inputs, where one output
+    at a time reads ``2 * count`` for half the sums: the z-pass reads its window from L2,
+    and loads, not arithmetic, bound it.  Each output's sum is the expression of
+    :func:`_pair_group`, in the same order."""
+    n = d0.shape[0]
+    c = w.shape[0] // 2
+    # a_i = input c - j + i, b_i = input c + j + 1 - i; output 0 adds (a_i + b_{i+1}) *
+    # w[c - j + i], output 1 (a_{i+1} + b_i) * w[c - j + i], i = 0 .. count - 1; unused
+    # slots repeat a valid input (their loops never read them)
+    i2 = 2 if count > 1 else 1
+    i3 = 3 if count > 2 else 1
+    i4 = 4 if count > 3 else 1
+    a0 = _tap_input(flat, cval_flat, offsets[c - j], n)
+    a1 = _tap_input(flat, cval_flat, offsets[c - j + 1], n)
+    a2 = _tap_input(flat, cval_flat, offsets[c - j + i2], n)
+    a3 = _tap_input(flat, cval_flat, offsets[c - j + i3], n)
+    a4 = _tap_input(flat, cval_flat, offsets[c - j + i4], n)
+    b0 = _tap_input(flat, cval_flat, offsets[c + j + 1], n)
+    b1 = _tap_input(flat, cval_flat, offsets[c + j], n)
+    b2 = _tap_input(flat, cval_flat, offsets[c + j + 1 - i2], n)
+    b3 = _tap_input(flat, cval_flat, offsets[c + j + 1 - i3], n)
+    b4 = _tap_input(flat, cval_flat, offsets[c + j + 1 - i4], n)
+    w0 = w[c - j]
+    w1 = w[c - j + i2 - 1]
+    w2 = w[c - j + i3 - 1]
+    w3 = w[c - j + i4 - 1]
+    if count == 4:
+        for x in range(n):
+            s = d0[x]
+            s += (a0[x] + b1[x]) * w0
+            s += (a1[x] + b2[x]) * w1
+            s += (a2[x] + b3[x]) * w2
+            s += (a3[x] + b4[x]) * w3
+            t = d1[x]
+            t += (a1[x] + b0[x]) * w0
+            t += (a2[x] + b1[x]) * w1
+            t += (a3[x] + b2[x]) * w2
+            t += (a4[x] + b3[x]) * w3
+            d0[x] = s
+            d1[x] = t
+    elif count == 3:
+        for x in range(n):
+            s = d0[x]
+            s += (a0[x] + b1[x]) * w0
+            s += (a1[x] + b2[x]) * w1
+            s += (a2[x] + b3[x]) * w2
+            t = d1[x]
+            t += (a1[x] + b0[x]) * w0
+            t += (a2[x] + b1[x]) * w1
+            t += (a3[x] + b2[x]) * w2
+            d0[x] = s
+            d1[x] = t
+    elif count == 2:
+        for x in range(n):
+            s = d0[x]
+            s += (a0[x] + b1[x]) * w0
+            s += (a1[x] + b2[x]) * w1
+            t = d1[x]
+            t += (a1[x] + b0[x]) * w0
+            t += (a2[x] + b1[x]) * w1
+            d0[x] = s
+            d1[x] = t
+    else:
+        for x in range(n):
+            s = d0[x]
+            s += (a0[x] + b1[x]) * w0
+            t = d1[x]
+            t += (a1[x] + b0[x]) * w0
+            d0[x] = s
+            d1[x] = t
+
+
+@numba.njit(cache=True, _nrt=False)
+def _correlate_band_two(d0, d1, flat, cval_flat, offsets, w):
+    """:func:`_correlate_band` of a symmetric kernel for two outputs: ``d0`` from the
+    inputs at ``offsets[0 .. k - 1]``, ``d1`` from those at ``offsets[1 .. k]`` (see
+    :func:`_pair_group_two`); each the same sums, in the same order, as one call each."""
+    n = d0.shape[0]
+    c = w.shape[0] // 2
+    m0 = _tap_input(flat, cval_flat, offsets[c], n)
+    m1 = _tap_input(flat, cval_flat, offsets[c + 1], n)
+    wc = w[c]
+    for x in range(n):
+        d0[x] = m0[x] * wc
+        d1[x] = m1[x] * wc
+    j = c
+    while j >= 1:
+        count = min(4, j)
+        _pair_group_two(d0, d1, flat, cval_flat, offsets, w, j, count)
+        j -= count
+
+
 @numba.njit(cache=True, inline="always")
 def _tap_input(flat, cval_flat, offset, n):
     """``flat[offset:offset + n]``, or ``n`` values of ``cval`` where ``offset`` is -1."""
@@ -868,7 +967,9 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
     # work items of (x tile, z chunk): the y blocks of the tile in order, each for the
     # planes of the chunk in order (z fastest); see _x_tiles for ``tiles`` (x0, x1, local
     # width, first run, end of runs, lpad, inside, first emap position), ``runs`` (image
-    # column, length, local column) and ``emap``
+    # column, length, local column) and ``emap``.  A symmetric z kernel takes the z-pass
+    # of two planes at a time (:func:`_correlate_band_two`): their taps are the window of
+    # ``kz + 1`` planes from ``z - cz``, which the ring holds
     nz, ny, nx = src.shape
     has_z = kz > 0
     has_y = ky > 0
@@ -890,7 +991,8 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
         width = max(width, tiles[t, 2])
         m_max = max(m_max, tiles[t, 1] - tiles[t, 0] + (kx - 1 if has_x else 0))
     rows_max = min(yblock, ny) + halo
-    n_slots = wz.shape[0] if has_z else 0
+    two_at_once = has_z and sym_z > 0  # a symmetric kernel keeps all taps: pz = 0 .. kz - 1
+    n_slots = wz.shape[0] + (1 if two_at_once else 0) if has_z else 0
     slot_size = min(rows_max, ny) * width
     for worker in prange(n_workers):
         # the z window: the rows a y block computes, of up to n_slots input planes
@@ -898,13 +1000,14 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
         tags = np.full(n_slots, -1, dtype=np.int64)
         planes = np.empty(n_slots, dtype=np.int64)
         bases = np.empty(n_slots, dtype=np.int64)  # where each tap's plane starts in the ring
-        plane = np.empty(rows_max * width, dtype=src.dtype)
+        plane_a = np.empty(rows_max * width, dtype=src.dtype)  # plane z
+        plane_b = np.empty(rows_max * width if two_at_once else 0, dtype=src.dtype)  # z + 1
         # the y halo of the next block: the last ``halo`` rows of the plane, per z
         carry = np.empty(min(zchunk, nz) * halo * width, dtype=src.dtype)
         ybuf = np.empty(band * width, dtype=src.dtype)
         ext = np.empty(band * m_max, dtype=src.dtype)
         xbuf = np.empty(band * m_max, dtype=src.dtype)
-        offsets = np.empty(n_taps, dtype=np.int64)
+        offsets = np.empty(n_taps + 1, dtype=np.int64)
         while True:
             b = _take_block(counter)
             if b >= n_blocks:
@@ -927,15 +1030,22 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
                     ja = max(0, -lo) if yb == 0 else halo
                     jb = max(ja, min(count, ny - lo))
                     tags[:] = -1
-                    for z in range(z0, z1):
+                    z_first = z0
+                    while z_first < z1:
+                        two = two_at_once and z_first + 1 < z1
+                        z_last = z_first + 1 if two else z_first
+                        n_in = wz.shape[0] + (1 if two else 0)  # input planes of the pass
                         if yb > 0:
-                            _copy_run(plane, 0, carry, (z - z0) * halo * lw, halo * lw)
+                            for z in range(z_first, z_last + 1):
+                                _copy_run(plane_a if z == z_first else plane_b, 0, carry,
+                                          (z - z0) * halo * lw, halo * lw)
                         if has_z:
-                            # bring the planes of this z's taps into the ring, evicting
-                            # planes that no tap of this z reads
-                            for t in range(n_slots):
-                                planes[t] = _extend(z + pz[t] - cz, nz, mode)
-                            for t in range(n_slots):
+                            # bring the planes of these taps into the ring, evicting
+                            # planes that no tap of this pass reads
+                            for t in range(n_in):
+                                planes[t] = _extend(z_first + (pz[t] if t < wz.shape[0] else t)
+                                                    - cz, nz, mode)
+                            for t in range(n_in):
                                 zz = planes[t]
                                 if zz < 0:
                                     bases[t] = -1
@@ -948,7 +1058,7 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
                                 if slot < 0:
                                     for s in range(n_slots):
                                         needed = False  # an empty slot (tag -1) is free
-                                        for u in range(n_slots if tags[s] >= 0 else 0):
+                                        for u in range(n_in if tags[s] >= 0 else 0):
                                             if planes[u] == tags[s]:
                                                 needed = True
                                                 break
@@ -966,72 +1076,92 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
                                 bases[t] = slot * slot_size
                             for j0 in range(ja, jb, band):
                                 j1 = min(jb, j0 + band)
-                                for t in range(n_slots):
+                                for t in range(n_in):
                                     offsets[t] = (bases[t] + (j0 - ja) * lw if bases[t] >= 0
                                                   else -1)
-                                _correlate_band(plane[j0 * lw:j1 * lw], ring, cval_flat,
-                                                offsets, wz, sym_z)
+                                if two:
+                                    _correlate_band_two(plane_a[j0 * lw:j1 * lw],
+                                                        plane_b[j0 * lw:j1 * lw], ring,
+                                                        cval_flat, offsets, wz)
+                                else:
+                                    _correlate_band(plane_a[j0 * lw:j1 * lw], ring, cval_flat,
+                                                    offsets, wz, sym_z)
                         else:
                             for j in range(ja, jb):
-                                s0 = (z * ny + lo + j) * nx
+                                s0 = (z_first * ny + lo + j) * nx
                                 for r in range(tiles[xt, 3], tiles[xt, 4]):
-                                    _copy_run(plane, j * lw + runs[r, 2], src_flat,
+                                    _copy_run(plane_a, j * lw + runs[r, 2], src_flat,
                                               s0 + runs[r, 0], runs[r, 1])
-                        # the y halo rows outside the image, extended
-                        va = 0 if yb > 0 else ja  # local rows that hold their image row
-                        for j in range(count):
-                            if (yb > 0 and j < halo) or ja <= j < jb:
-                                continue
-                            k = _extend(lo + j, ny, mode)
-                            if k < 0:
-                                plane[j * lw:(j + 1) * lw] = cval
-                            elif va <= k - lo < jb:
-                                _copy_run(plane, j * lw, plane, (k - lo) * lw, lw)
-                            else:
-                                for r in range(tiles[xt, 3], tiles[xt, 4]):
-                                    d = j * lw + runs[r, 2]
-                                    if has_z:
-                                        _z_pass_segment(plane[d:d + runs[r, 1]], src_flat,
-                                                        cval_flat, offsets, z, k, runs[r, 0],
-                                                        nz, ny, nx, wz, pz, cz, sym_z, mode)
-                                    else:
-                                        _copy_run(plane, d, src_flat,
-                                                  (z * ny + k) * nx + runs[r, 0], runs[r, 1])
-                        if yb + 1 < n_yblocks:
-                            _copy_run(carry, (z - z0) * halo * lw, plane, (y1 - y0) * lw,
-                                      halo * lw)
-                        ya = y0
-                        while ya < y1:
-                            ye = min(y1, ya + band)
-                            nrows = ye - ya
-                            if has_y:
-                                for t in range(wy.shape[0]):
-                                    offsets[t] = (ya + py[t] - cy - lo) * lw
-                                _correlate_band(ybuf[:nrows * lw], plane, cval_flat, offsets,
-                                                wy, sym_y)
-                                xsrc = ybuf
-                                xbase = 0
-                            else:
-                                xsrc = plane
-                                xbase = (ya - lo) * lw
-                            if has_x:
-                                for r in range(nrows):
-                                    _fill_tile_row(ext, r * m, m, xsrc, xbase + r * lw,
-                                                   tiles[xt, 5], tiles[xt, 6], emap,
-                                                   tiles[xt, 7], cval)
-                                for t in range(wx.shape[0]):
-                                    offsets[t] = px[t]
-                                length = (nrows - 1) * m + x1 - x0
-                                _correlate_band(xbuf[:length], ext, cval_flat, offsets, wx,
-                                                sym_x)
-                                for r in range(nrows):
-                                    _copy_run(out_flat, (z * ny + ya + r) * nx + x0, xbuf,
-                                              r * m, x1 - x0)
-                            else:
-                                for r in range(nrows):
-                                    _copy_run(out_flat, (z * ny + ya + r) * nx + x0, xsrc,
-                                              xbase + r * lw, x1 - x0)
-                            ya = ye
+                        for z in range(z_first, z_last + 1):
+                            plane = plane_a if z == z_first else plane_b
+                            _finish_tile_plane(
+                                plane, out_flat, src_flat, cval_flat, carry, ybuf, ext, xbuf,
+                                offsets, tiles, runs, emap, xt, z, z0, yb, n_yblocks, y0, y1,
+                                lo, count, ja, jb, halo, lw, m, band, nz, ny, nx, wz, pz, cz,
+                                sym_z, wy, py, cy, sym_y, wx, px, sym_x, has_z, has_y, has_x,
+                                mode, cval)
+                        z_first = z_last + 1
+
+
+@numba.njit(cache=True)
+def _finish_tile_plane(plane, out_flat, src_flat, cval_flat, carry, ybuf, ext, xbuf, offsets,
+                       tiles, runs, emap, xt, z, z0, yb, n_yblocks, y0, y1, lo, count, ja, jb,
+                       halo, lw, m, band, nz, ny, nx, wz, pz, cz, sym_z, wy, py, cy, sym_y, wx,
+                       px, sym_x, has_z, has_y, has_x, mode, cval):
+    """The rest of plane ``z`` of a y block in :func:`_separable_sweep_tiled`, once its
+    z-pass rows ``ja .. jb - 1`` (and the carried halo) are in ``plane``: the y halo rows
+    outside the image, the carry for the next block, then the y- and x-passes of the
+    block's rows into the output."""
+    x0 = tiles[xt, 0]
+    x1 = tiles[xt, 1]
+    # the y halo rows outside the image, extended
+    va = 0 if yb > 0 else ja  # local rows that hold their image row
+    for j in range(count):
+        if (yb > 0 and j < halo) or ja <= j < jb:
+            continue
+        k = _extend(lo + j, ny, mode)
+        if k < 0:
+            plane[j * lw:(j + 1) * lw] = cval
+        elif va <= k - lo < jb:
+            _copy_run(plane, j * lw, plane, (k - lo) * lw, lw)
+        else:
+            for r in range(tiles[xt, 3], tiles[xt, 4]):
+                d = j * lw + runs[r, 2]
+                if has_z:
+                    _z_pass_segment(plane[d:d + runs[r, 1]], src_flat, cval_flat, offsets, z,
+                                    k, runs[r, 0], nz, ny, nx, wz, pz, cz, sym_z, mode)
+                else:
+                    _copy_run(plane, d, src_flat, (z * ny + k) * nx + runs[r, 0], runs[r, 1])
+    if yb + 1 < n_yblocks:
+        _copy_run(carry, (z - z0) * halo * lw, plane, (y1 - y0) * lw, halo * lw)
+    ya = y0
+    while ya < y1:
+        ye = min(y1, ya + band)
+        nrows = ye - ya
+        if has_y:
+            for t in range(wy.shape[0]):
+                offsets[t] = (ya + py[t] - cy - lo) * lw
+            _correlate_band(ybuf[:nrows * lw], plane, cval_flat, offsets, wy, sym_y)
+            xsrc = ybuf
+            xbase = 0
+        else:
+            xsrc = plane
+            xbase = (ya - lo) * lw
+        if has_x:
+            for r in range(nrows):
+                _fill_tile_row(ext, r * m, m, xsrc, xbase + r * lw, tiles[xt, 5], tiles[xt, 6],
+                               emap, tiles[xt, 7], cval)
+            for t in range(wx.shape[0]):
+                offsets[t] = px[t]
+            length = (nrows - 1) * m + x1 - x0
+            _correlate_band(xbuf[:length], ext, cval_flat, offsets, wx, sym_x)
+            for r in range(nrows):
+                _copy_run(out_flat, (z * ny + ya + r) * nx + x0, xbuf, r * m, x1 - x0)
+        else:
+            for r in range(nrows):
+                _copy_run(out_flat, (z * ny + ya + r) * nx + x0, xsrc, xbase + r * lw,
+                          x1 - x0)
+        ya = ye
 
 
 #: Bytes of z-pass input (its 2r+1 planes' rows) that one worker keeps in its L2 cache.
@@ -1098,32 +1228,39 @@ def _computed_fraction(n, block, before, after):
     return total / n
 
 
-def _l2_tiles(ny, nx, weights, n_ztaps, itemsize):
+def _l2_tiles(ny, nx, weights, n_ztaps, itemsize, two_planes=False):
     """``(yblock, xtile)`` of the tiled sweep, or None where the untiled one does as well.
 
     The tiled sweep keeps its z window (``n_ztaps`` input planes of ``yblock`` rows of a
-    tile and its x halo, packed) in L2 for any plane size; the y halo of a block comes
-    from the block before (the carry), and only the x halo is computed twice.  An
-    estimate per output voxel, in taps, picks the cut: the z-pass, the ring copy and the
-    carry on ``xtile + halo`` columns per ``xtile``, likewise the y- and x-passes; the
-    untiled sweep pays :data:`_L3_TAP_COST` per z tap.  Only where the untiled sweep's
-    window does not fit L2, not even in blocks of rows (see :func:`_l2_yblock`).
+    tile and its x halo, packed; one plane more where ``two_planes``: a symmetric z
+    kernel, whose z-pass takes two planes at a time) in L2 for any plane size; the y
+    halo of a block comes from the block before (the carry), and only the x halo is
+    computed twice.  An estimate per output voxel, in taps, picks the cut: the z-pass,
+    the ring copy and the carry on ``xtile + halo`` columns per ``xtile``, likewise the
+    y- and x-passes; the untiled sweep pays :data:`_L3_TAP_COST` per z tap.  Only where
+    the untiled sweep's window does not fit L2 as whole planes, and, for a z-pass of
+    one plane at a time, not even in blocks of rows (see :func:`_l2_yblock`).
     """
     kz, ky, kx = (w.size for w in weights)
     if kz <= 1:
         return None
     cy, cx = ky // 2, kx // 2
     ry, rx = max(ky - 1 - cy, 0), max(kx - 1 - cx, 0)
-    if _l2_yblock(ny, nx, weights, itemsize) or ny * nx * itemsize * kz <= _L2_WINDOW_BYTES:
+    if ny * nx * itemsize * kz <= _L2_WINDOW_BYTES or (
+            not two_planes and _l2_yblock(ny, nx, weights, itemsize)):
         # the untiled sweep's window is in L2 already (whole planes, or blocks of rows):
-        # measured, the tiled one was slower there (Gaussian sigma 2 at 256^3: 274-350
-        # against 359-445 Mvox/s), faster only where the window streams from L3
+        # measured, the tiled sweep of one plane at a time was slower there (Gaussian
+        # sigma 2 at 256^3: 274-350 against 359-445 Mvox/s), faster only where the
+        # window streams from L3; two planes at a time, it was faster than blocks of
+        # rows (sigma 2 at 256^3: 1000-1069 against 884 Mvox/s, sigma 1 1466-1561
+        # against 1517, see benchmarks/RESULTS.md)
         return None
+    ring_planes = n_ztaps + (1 if two_planes else 0)
     untiled = n_ztaps * _L3_TAP_COST + ky + kx
     best, choice = _TILE_MARGIN * untiled, None
     for xtile in [nx] + list(range(16 * (nx // 32), 63, -16)):
         local = min(nx, xtile + cx + rx)
-        yblock = min(ny, _L2_TILE_BYTES // (n_ztaps * local * itemsize))
+        yblock = min(ny, _L2_TILE_BYTES // (ring_planes * local * itemsize))
         if yblock < 8:
             continue
         carry = 2.0 * (cy + ry) / yblock if yblock < ny else 0.0
@@ -1230,7 +1367,8 @@ def _sweep(image, passes, mode_code, cval, yblock=None, band=None, z_inner=None,
         threads = numba.get_num_threads()
         if nz >= 2 * threads:
             yblock = ny
-            tiled = _l2_tiles(ny, nx, weights, compact[0][0].size, image.itemsize)
+            tiled = _l2_tiles(ny, nx, weights, compact[0][0].size, image.itemsize,
+                              two_planes=compact[0][2] > 0)
             yblock_l2 = _l2_yblock(ny, nx, weights, image.itemsize)
             if tiled is not None and z_inner is None:
                 yblock, xtile = tiled
