@@ -584,11 +584,14 @@ def test_tiles_are_chosen_for_large_planes_and_fit_the_budget():
                 assert 8 <= yblock < n and 64 <= xtile <= n
                 assert (g.size + 1) * yblock * local * itemsize <= K._L2_TILE_BYTES
     # where blocks of whole rows keep the window in L2, only a z-pass of two planes at a
-    # time takes tiles
+    # time takes tiles, and only where the blocks would recompute much of their y halo
     g = gaussian(2.0).astype(np.float32)
     assert K._l2_yblock(256, 256, [g, g, g], 4) > 0
     assert K._l2_tiles(256, 256, [g, g, g], g.size, 4) is None
     assert K._l2_tiles(256, 256, [g, g, g], g.size, 4, two_planes=True) is not None
+    box = np.full(5, 0.2, np.float32)  # uniform 5: blocks of 196 rows, a halo of 4
+    assert K._l2_yblock(256, 256, [box, box, box], 4) > 0
+    assert K._l2_tiles(256, 256, [box, box, box], 5, 4, two_planes=True) is None
     # a z window that fits L2 as it is: no tiles
     g = gaussian(1.0).astype(np.float32)
     assert K._l2_tiles(64, 64, [g, g, g], g.size, 4) is None

@@ -1244,22 +1244,27 @@ def _l2_tiles(ny, nx, weights, n_ztaps, itemsize, two_planes=False):
     computed twice.  An estimate per output voxel, in taps, picks the cut: the z-pass,
     the ring copy and the carry on ``xtile + halo`` columns per ``xtile``, likewise the
     y- and x-passes; the untiled sweep pays :data:`_L3_TAP_COST` per z tap.  Only where
-    the untiled sweep's window does not fit L2 as whole planes, and, for a z-pass of
-    one plane at a time, not even in blocks of rows (see :func:`_l2_yblock`).
+    the untiled sweep's window does not fit L2 as whole planes, nor in blocks of rows
+    (see :func:`_l2_yblock`) unless the z-pass takes two planes at a time and the
+    blocks' recomputed y halo costs more than the ring copy.
     """
     kz, ky, kx = (w.size for w in weights)
     if kz <= 1:
         return None
     cy, cx = ky // 2, kx // 2
     ry, rx = max(ky - 1 - cy, 0), max(kx - 1 - cx, 0)
-    if ny * nx * itemsize * kz <= _L2_WINDOW_BYTES or (
-            not two_planes and _l2_yblock(ny, nx, weights, itemsize)):
-        # the untiled sweep's window is in L2 already (whole planes, or blocks of rows):
-        # measured, the tiled sweep of one plane at a time was slower there (Gaussian
-        # sigma 2 at 256^3: 274-350 against 359-445 Mvox/s), faster only where the
-        # window streams from L3; two planes at a time, it was faster than blocks of
-        # rows (sigma 2 at 256^3: 1000-1069 against 884 Mvox/s, sigma 1 1466-1561
-        # against 1517, see benchmarks/RESULTS.md)
+    if ny * nx * itemsize * kz <= _L2_WINDOW_BYTES:
+        return None  # the untiled sweep's window is in L2 already (whole planes)
+    yblock_rows = _l2_yblock(ny, nx, weights, itemsize)
+    if yblock_rows and not (two_planes and n_ztaps * (ky - 1) / yblock_rows
+                            > 1.5 * _RING_COPY_COST):
+        # nor where blocks of rows keep it in L2: measured, the tiled sweep of one plane
+        # at a time was slower there (Gaussian sigma 2 at 256^3: 274-350 against 359-445
+        # Mvox/s), faster only where the window streams from L3.  Two planes at a time,
+        # it is worth its ring copy where the blocks' z-pass of their y halo costs more
+        # (Gaussian sigma 2 at 256^3: 927-960 against 867-875 Mvox/s), not where that is
+        # cheap (uniform 5: 1791-1802 against 1839-2080; sigma 1 and uniform 9 the same;
+        # see benchmarks/RESULTS.md)
         return None
     ring_planes = n_ztaps + (1 if two_planes else 0)
     untiled = n_ztaps * _L3_TAP_COST + ky + kx
