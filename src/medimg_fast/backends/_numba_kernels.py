@@ -955,16 +955,22 @@ def _fill_tile_rows(ext, m, nrows, src, s0, lw, lpad, inside, emap, m0, cval):
     position, not once per position and row (a third of the x-pass's time at sigma 3)."""
     for r in range(nrows):
         _copy_run(ext, r * m + lpad, src, s0 + r * lw, inside)
-    for p in range(m):
-        if lpad <= p < lpad + inside:
-            continue
-        k = emap[m0 + p]
-        if k < 0:
-            for r in range(nrows):
-                ext[r * m + p] = cval
-        else:
-            for r in range(nrows):
-                ext[r * m + p] = src[s0 + r * lw + k]
+    for p in range(lpad):
+        _extend_tile_column(ext, m, nrows, src, s0, lw, p, emap[m0 + p], cval)
+    for p in range(lpad + inside, m):
+        _extend_tile_column(ext, m, nrows, src, s0, lw, p, emap[m0 + p], cval)
+
+
+@numba.njit(cache=True, inline="always")
+def _extend_tile_column(ext, m, nrows, src, s0, lw, p, k, cval):
+    """Position ``p`` of the ``nrows`` x-extended rows of :func:`_fill_tile_rows`: local
+    column ``k`` of each row, or ``cval`` where ``k`` is -1."""
+    if k < 0:
+        for r in range(nrows):
+            ext[r * m + p] = cval
+    else:
+        for r in range(nrows):
+            ext[r * m + p] = src[s0 + r * lw + k]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1050,8 +1056,8 @@ def _separable_sweep_tiled(src, out, cval_flat, wz, pz, kz, sym_z, wy, py, ky, s
                             # bring the planes of these taps into the ring, evicting
                             # planes that no tap of this pass reads
                             for t in range(n_in):
-                                planes[t] = _extend(z_first + (pz[t] if t < wz.shape[0] else t)
-                                                    - cz, nz, mode)
+                                tap = t if two_at_once else pz[t]  # see two_at_once
+                                planes[t] = _extend(z_first + tap - cz, nz, mode)
                             for t in range(n_in):
                                 zz = planes[t]
                                 if zz < 0:
